@@ -1,0 +1,194 @@
+"""Local checks mirroring the documented limits, run on every lead before it is sent.
+
+A lead that fails them is never sent (it would cost a request and points, and could sink the
+other 99 leads of its request). Problems are reported with Calltouch's own path style
+(``comments[7].matching[0].callParams.callId``) where ``7`` is the lead's position in the
+caller's input. The checks are plain ``isinstance`` and length tests: cheap enough for
+every lead of a million-lead stream.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+
+from .models import (
+    DATE_FORMAT,
+    CallContactMatch,
+    CallMatch,
+    LeadComment,
+    RequestContactMatch,
+    RequestMatch,
+)
+
+__all__ = ["MAX_COMMENT_CHARS", "MAX_MATCHING_ENTRIES", "Problem", "describe", "validate_lead"]
+
+MAX_COMMENT_CHARS = 1000
+MAX_MATCHING_ENTRIES = 20
+_MD5 = re.compile(r"[0-9a-fA-F]{32}\Z")
+_UNSET = msgspec.UNSET
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """One reason a lead cannot be sent: where (server-style path) and why."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def describe(problems: list[Problem]) -> str:
+    """All problems of one lead as one line, for ``CommentResult.error``."""
+    return "; ".join(map(str, problems))
+
+
+def validate_lead(lead: object, position: int) -> list[Problem]:
+    """Every problem of ``lead`` (an empty list when it can be sent)."""
+    base = f"comments[{position}]"
+    if not isinstance(lead, LeadComment):
+        return [Problem(base, f"must be a LeadComment, not {type(lead).__name__}")]
+    problems: list[Problem] = []
+    _check_comment(lead.comment, f"{base}.addComment", problems)
+    _check_matching(lead.matching, f"{base}.matching", problems)
+    return problems
+
+
+def _check_comment(comment: object, path: str, problems: list[Problem]) -> None:
+    if not isinstance(comment, str):
+        problems.append(Problem(path, f"must be a string, not {type(comment).__name__}"))
+    elif not comment or comment.isspace():
+        problems.append(Problem(path, "must not be blank"))
+    elif len(comment) > MAX_COMMENT_CHARS:
+        problems.append(
+            Problem(path, f"must be at most {MAX_COMMENT_CHARS} characters, got {len(comment)}")
+        )
+
+
+def _check_matching(matching: object, path: str, problems: list[Problem]) -> None:
+    if not isinstance(matching, list | tuple):
+        problems.append(Problem(path, f"must be a list, not {type(matching).__name__}"))
+        return
+    if not matching:
+        problems.append(Problem(path, "must have at least one entry"))
+    elif len(matching) > MAX_MATCHING_ENTRIES:
+        problems.append(
+            Problem(path, f"must have at most {MAX_MATCHING_ENTRIES} entries, got {len(matching)}")
+        )
+    for j, entry in enumerate(matching):
+        _check_entry(entry, f"{path}[{j}]", problems)
+
+
+def _check_entry(entry: object, path: str, problems: list[Problem]) -> None:
+    if isinstance(entry, CallMatch):
+        params: Any = entry.params
+        _check_positive_int(params.call_id, f"{path}.callParams.callId", problems)
+        _check_tags(params, f"{path}.callParams", problems)
+    elif isinstance(entry, RequestMatch):
+        params = entry.params
+        _check_positive_int(params.request_id, f"{path}.requestParams.requestId", problems)
+        _check_tags(params, f"{path}.requestParams", problems)
+    elif isinstance(entry, CallContactMatch):
+        params = entry.params
+        block = f"{path}.callContactParams"
+        contacts = {"phones": params.phones, "md5Phones": params.md5_phones}
+        _check_contact(params, block, contacts, problems)
+        _check_word(params.call_type_to_match, f"{block}.callTypeToMatch", problems)
+    elif isinstance(entry, RequestContactMatch):
+        params = entry.params
+        block = f"{path}.requestContactParams"
+        contacts = {
+            "phones": params.phones, "emails": params.emails, "md5Phones": params.md5_phones
+        }
+        _check_contact(params, block, contacts, problems)
+        _check_word(params.request_type_to_match, f"{block}.requestTypeToMatch", problems)
+    else:
+        problems.append(
+            Problem(
+                path,
+                "must be CallMatch, RequestMatch, CallContactMatch or RequestContactMatch, "
+                f"not {type(entry).__name__}",
+            )
+        )
+
+
+def _check_contact(
+    params: Any, block: str, contacts: dict[str, object], problems: list[Problem]
+) -> None:
+    given = 0
+    for name, values in contacts.items():
+        if values is not _UNSET:
+            given += _check_strings(values, f"{block}.{name}", problems)
+    if not given:
+        problems.append(Problem(f"{block}.phones", f"needs at least one of {', '.join(contacts)}"))
+    md5_phones = contacts["md5Phones"]
+    if isinstance(md5_phones, list | tuple):
+        for k, value in enumerate(md5_phones):
+            if isinstance(value, str) and not _MD5.match(value):
+                problems.append(
+                    Problem(f"{block}.md5Phones[{k}]", "must be 32 hexadecimal characters")
+                )
+    _check_date(params.date, f"{block}.date", problems)
+    _check_positive_int(params.search_depth, f"{block}.searchDepth", problems)
+    _check_tags(params, block, problems)
+
+
+def _check_strings(values: object, path: str, problems: list[Problem]) -> int:
+    """Check a list of non-blank strings; return how many it holds."""
+    if not isinstance(values, list | tuple):
+        problems.append(Problem(path, f"must be a list of strings, not {type(values).__name__}"))
+        return 0
+    for k, value in enumerate(values):
+        if not isinstance(value, str):
+            problems.append(
+                Problem(f"{path}[{k}]", f"must be a string, not {type(value).__name__}")
+            )
+        elif not value or value.isspace():
+            problems.append(Problem(f"{path}[{k}]", "must not be blank"))
+    return len(values)
+
+
+def _check_tags(params: Any, block: str, problems: list[Problem]) -> None:
+    if params.tags is not _UNSET:
+        _check_strings(params.tags, f"{block}.tags", problems)
+    if params.tags_logic is not _UNSET:
+        _check_word(params.tags_logic, f"{block}.tagsLogic", problems)
+
+
+def _check_positive_int(value: object, path: str, problems: list[Problem]) -> None:
+    # bool is an int subclass, and True would be sent as ``true``: reject it explicitly.
+    if not isinstance(value, int) or isinstance(value, bool):
+        problems.append(Problem(path, f"must be an integer, not {type(value).__name__}"))
+    elif value <= 0:
+        problems.append(Problem(path, f"must be positive, got {value}"))
+
+
+def _check_word(value: object, path: str, problems: list[Problem]) -> None:
+    if not isinstance(value, str):
+        problems.append(Problem(path, f"must be a string, not {type(value).__name__}"))
+    elif not value or value.isspace():
+        problems.append(Problem(path, "must not be blank"))
+
+
+def _check_date(value: object, path: str, problems: list[Problem]) -> None:
+    if not isinstance(value, str):
+        problems.append(
+            Problem(path, f"must be a datetime or a string, not {type(value).__name__}")
+        )
+    elif not _is_calltouch_date(value):
+        problems.append(Problem(path, f"must be dd-mm-yyyy HH:MM:SS, got {value[:40]!r}"))
+
+
+@lru_cache(maxsize=4096)
+def _is_calltouch_date(value: str) -> bool:
+    # strptime costs microseconds and leads of one export often share dates: cache the verdict.
+    try:
+        datetime.strptime(value, DATE_FORMAT)
+    except ValueError:
+        return False
+    return len(value) == 19
