@@ -1,0 +1,42 @@
+"""Every default in one place (the numbers users may want to look up or override)."""
+
+from __future__ import annotations
+
+DEFAULT_BASE_URL = "https://api.calltouch.ru"
+COMMENT_PATH = "/lead-service/v1/api/comment/lead/add"
+
+#: Calltouch's documented limits.
+MAX_LEADS_PER_REQUEST = 100
+RATE_LIMIT_REQUESTS = 5
+RATE_LIMIT_PERIOD = 1.0
+
+#: Extra window length, as a fraction of the period, that absorbs the spread between taking a
+#: permit and the request reaching Calltouch (network jitter, a connection being opened). With
+#: the sliding log, 5% kept zero 429s at 30 ms of inbound jitter and 99% of the ceiling; see
+#: the README's margin sweep for the figures.
+DEFAULT_RATE_MARGIN = 0.05
+
+#: Requests running at once: a round trip of ~1-2 s at 5 requests/s needs ~10 in flight.
+DEFAULT_MAX_IN_FLIGHT = 10
+
+#: Seconds for one request, retries included (a deadline, not per attempt).
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+#: Attempts for what is safe to repeat (429, failures before the request was sent).
+DEFAULT_MAX_ATTEMPTS = 5
+RETRY_BASE_DELAY = 0.5
+RETRY_MAX_DELAY = 8.0
+#: Longest Retry-After we honour; a larger value is capped to this.
+RETRY_AFTER_CAP = 30.0
+
+#: Keep idle connections this long so permits go to warm connections.
+KEEPALIVE_TIMEOUT = 60.0
+
+#: submit(): the oldest pending lead waits at most this long before its batch is sent.
+DEFAULT_LINGER = 0.05
+DEFAULT_MAX_PENDING = 10_000
+#: aclose(): how long pending submits may take to flush.
+DEFAULT_FLUSH_TIMEOUT = 30.0
+
+USER_AGENT = "calltouch-async/0.1"
