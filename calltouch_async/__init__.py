@@ -1,5 +1,6 @@
 """Asyncio client for Calltouch's lead-commenting API."""
 
+from .client import UNSET, CalltouchClient
 from .errors import (
     AuthError,
     CalltouchError,
@@ -7,6 +8,7 @@ from .errors import (
     MalformedResponseError,
     RateLimiterUnavailableError,
 )
+from .limiter import RateLimiter, SlidingWindowLimiter, SpacedLimiter
 from .models import (
     CallContactMatch,
     CallInfo,
@@ -22,24 +24,31 @@ from .models import (
     TagsLogic,
     normalize_phone,
 )
+from .retry import RetryPolicy
 
 __all__ = [
+    "UNSET",
     "AuthError",
     "CallContactMatch",
     "CallInfo",
     "CallMatch",
     "CallTypeToMatch",
+    "CalltouchClient",
     "CalltouchError",
     "ClientClosedError",
     "CommentResult",
     "CommentStatus",
     "LeadComment",
     "MalformedResponseError",
+    "RateLimiter",
     "RateLimiterUnavailableError",
     "RequestContactMatch",
     "RequestInfo",
     "RequestMatch",
     "RequestTypeToMatch",
+    "RetryPolicy",
+    "SlidingWindowLimiter",
+    "SpacedLimiter",
     "TagsLogic",
     "normalize_phone",
 ]

@@ -1,0 +1,219 @@
+"""``CalltouchClient``: the session's lifecycle and the public methods."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from types import TracebackType
+from typing import Final, Self
+
+import aiohttp
+from yarl import URL
+
+from ._constants import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TIMEOUT,
+    KEEPALIVE_TIMEOUT,
+    MAX_LEADS_PER_REQUEST,
+)
+from .batching import Dispatcher, Item, _Stream, closed_error, invalid_result, stream_results
+from .errors import ClientClosedError
+from .limiter import RateLimiter, shared_limiter
+from .models import CommentResult, LeadComment
+from .retry import RetryPolicy
+from .transport import Transport
+from .validation import describe, validate_lead
+
+__all__ = ["UNSET", "CalltouchClient"]
+
+
+class _UnsetType(enum.Enum):
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: "Not given": ``rate_limiter=UNSET`` means the shared per-host default, ``None`` means off.
+UNSET: Final = _UnsetType.UNSET
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class CalltouchClient:
+    """An asyncio client for Calltouch's lead-commenting method.
+
+    Use it as ``async with CalltouchClient(site_id, token) as client:``, or call
+    :meth:`aclose` yourself. One :class:`aiohttp.ClientSession` per client, created on the
+    running loop when the client opens; a ``session`` you pass in is used as is and never
+    closed by the client. A closed client cannot be reopened.
+
+    ``rate_limiter``: by default every client of this process that talks to the same host
+    shares one limiter (Calltouch limits per IP); pass your own (e.g. a Redis one shared by
+    several processes) or ``None`` to send unlimited (only against a local server).
+    ``timeout`` is a deadline per request, retries included. ``max_in_flight`` bounds the
+    requests running at once and so the leads held in memory.
+    """
+
+    __slots__ = (
+        "_dispatcher",
+        "_limiter_arg",
+        "_owns_session",
+        "_session",
+        "_state",
+        "_streams",
+        "_token",
+        "base_url",
+        "max_in_flight",
+        "retry",
+        "site_id",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        site_id: int | str,
+        access_token: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        rate_limiter: RateLimiter | _UnsetType | None = UNSET,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        retry_unknown: bool = False,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.site_id = site_id
+        self._token = access_token
+        self.base_url = base_url.rstrip("/")
+        self._limiter_arg = rate_limiter
+        self.max_in_flight = max_in_flight
+        self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy(retry_unknown=retry_unknown)
+        self._session = session
+        self._owns_session = session is None
+        self._dispatcher: Dispatcher | None = None
+        self._streams: set[_Stream] = set()
+        self._state = _State.UNOPENED
+
+    def __repr__(self) -> str:
+        # Never the token.
+        return (
+            f"CalltouchClient(site_id={self.site_id!r}, base_url={self.base_url!r}, "
+            f"state={self._state.value})"
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _open(self) -> Dispatcher:
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("this CalltouchClient is closed; create a new one")
+        if self._dispatcher is None:
+            session = self._session
+            if session is None:
+                session = self._session = self._new_session()
+            transport = Transport(session, self.base_url, self.site_id, self._token)
+            self._dispatcher = Dispatcher(
+                transport, self._resolve_limiter(), self.retry, self.timeout, self.site_id
+            )
+            self._state = _State.OPEN
+        return self._dispatcher
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        # Connections stay open between requests so a permit is spent on a warm connection.
+        connector = aiohttp.TCPConnector(
+            limit=self.max_in_flight * 2, keepalive_timeout=KEEPALIVE_TIMEOUT
+        )
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=DEFAULT_CONNECT_TIMEOUT)
+        return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+    def _resolve_limiter(self) -> RateLimiter | None:
+        if self._limiter_arg is UNSET:
+            return shared_limiter(URL(self.base_url).host or self.base_url)
+        return self._limiter_arg
+
+    async def aclose(self) -> None:
+        """Cancel requests in flight, close the session if the client made it. Idempotent.
+
+        Leads whose request was cancelled get no result: the stream that carried them raises
+        :class:`ClientClosedError`; their comments may or may not have been applied.
+        """
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        streams = list(self._streams)
+        await asyncio.gather(*(s.cancel(closed_error()) for s in streams))
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    # ------------------------------------------------------------------ public methods
+
+    async def comment(self, leads: Sequence[LeadComment]) -> list[CommentResult]:
+        """Comment up to 100 leads in one request; one result per lead, in input order."""
+        if len(leads) > MAX_LEADS_PER_REQUEST:
+            raise ValueError(
+                f"comment() takes at most {MAX_LEADS_PER_REQUEST} leads (one request), got "
+                f"{len(leads)}; use comment_many() for any number"
+            )
+        dispatcher = self._open()
+        results: list[CommentResult | None] = [None] * len(leads)
+        valid: list[Item] = []
+        for index, lead in enumerate(leads):
+            problems = validate_lead(lead, index)
+            if problems:
+                results[index] = invalid_result(index, lead, describe(problems))
+            else:
+                valid.append((index, lead))
+        if valid:
+            for result in await dispatcher.run(valid):
+                results[result.index] = result
+        return [r for r in results if r is not None]
+
+    def comment_many(
+        self,
+        leads: Iterable[LeadComment] | AsyncIterable[LeadComment],
+        *,
+        ordered: bool = False,
+    ) -> AsyncIterator[CommentResult]:
+        """Comment any number of leads; yield one result per lead as soon as it is known.
+
+        ``leads`` is read lazily into requests of up to 100 valid leads, with at most
+        ``max_in_flight`` requests running. Results come as requests answer, or in input
+        order with ``ordered=True``; ``result.index`` is the lead's position in ``leads``.
+        Leads failing local validation yield ``invalid`` at once and are never sent.
+
+        Breaking out of the loop cancels what is in flight once the generator is closed; use
+        ``contextlib.aclosing`` to make that immediate.
+        """
+        dispatcher = self._open()
+        return stream_results(
+            dispatcher, leads, ordered=ordered, max_in_flight=self.max_in_flight,
+            streams=self._streams,
+        )

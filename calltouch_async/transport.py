@@ -1,0 +1,157 @@
+"""One HTTP exchange with the comment method: POST a body, classify the answer.
+
+The classification is what keeps comments from being lost or doubled: it separates answers
+that prove nothing was executed (safe to repeat) from those where the comments may have been
+applied (never repeated unless the caller opts in). This module knows nothing of chunks,
+retries or limiters.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+import aiohttp
+
+from ._constants import COMMENT_PATH, USER_AGENT
+from .errors import MalformedResponseError
+from .models import LeadOutcome, ResponseData, Violation, decode_response
+
+__all__ = ["Exchange", "Reply", "Transport", "parse_retry_after"]
+
+_AUTH_STATUSES: Final = frozenset({401, 403})
+_AUTH_WORDS = re.compile(r"auth|token|credential|forbidden|access", re.IGNORECASE)
+
+
+class Reply(enum.Enum):
+    """What one exchange proved."""
+
+    OK = "ok"  # executed; per-lead outcomes in `outcomes`
+    VIOLATIONS = "violations"  # validation failed, nothing executed
+    RATE_LIMITED = "rate_limited"  # 429, nothing executed
+    AUTH = "auth"  # credentials refused, nothing executed
+    FAILED = "failed"  # a definite refusal (4xx), nothing executed
+    NOT_SENT = "not_sent"  # the request never left (connect error, DNS)
+    UNKNOWN = "unknown"  # sent, answer lost: may or may not have been executed
+
+
+@dataclass(slots=True)
+class Exchange:
+    """The classified result of one POST."""
+
+    reply: Reply
+    status: int = 0
+    detail: str = ""
+    outcomes: list[LeadOutcome] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    retry_after: float | None = None
+
+
+class Transport:
+    """POSTs bodies to one account's comment endpoint through one session."""
+
+    __slots__ = ("_headers", "_session", "url")
+
+    def __init__(
+        self, session: aiohttp.ClientSession, base_url: str, site_id: int | str, token: str
+    ) -> None:
+        self._session = session
+        self.url = base_url.rstrip("/") + COMMENT_PATH
+        self._headers = {
+            "Access-Token": token,
+            "SiteId": str(site_id),
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+
+    def __repr__(self) -> str:
+        return f"Transport(url={self.url!r})"
+
+    async def post(self, body: bytes) -> Exchange:
+        """Send ``body`` once and classify what came back (never raises on HTTP errors)."""
+        try:
+            async with self._session.post(self.url, data=body, headers=self._headers) as resp:
+                raw = await resp.read()
+                return classify(resp.status, raw, resp.headers.get("Retry-After"))
+        except aiohttp.ClientConnectorError as exc:
+            return Exchange(Reply.NOT_SENT, detail=f"cannot connect: {exc.os_error}")
+        except aiohttp.ConnectionTimeoutError:
+            return Exchange(Reply.NOT_SENT, detail="connect timeout")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # Past the connect stage: the body may have reached Calltouch.
+            return Exchange(Reply.UNKNOWN, detail=_describe(exc))
+
+
+def classify(status: int, raw: bytes, retry_after: str | None = None) -> Exchange:
+    """Turn an HTTP status and body into an :class:`Exchange`."""
+    if status == 429:
+        wait = parse_retry_after(retry_after)
+        return Exchange(Reply.RATE_LIMITED, status, "HTTP 429", retry_after=wait)
+    if status >= 500:
+        return Exchange(Reply.UNKNOWN, status, f"HTTP {status}")
+    try:
+        data = decode_response(raw)
+    except MalformedResponseError as exc:
+        if status in _AUTH_STATUSES:
+            return Exchange(Reply.AUTH, status, exc.excerpt)
+        # A 2xx may have been executed before the body broke; a 4xx was refused.
+        reply = Reply.UNKNOWN if status < 300 else Reply.FAILED
+        return Exchange(reply, status, f"HTTP {status}, {exc}")
+    return _classify_data(status, data)
+
+
+def _classify_data(status: int, data: ResponseData) -> Exchange:
+    if status in _AUTH_STATUSES or _is_auth_error(data):
+        return Exchange(Reply.AUTH, status, _api_message(data))
+    if data.type == "validationError" or data.violations:
+        return Exchange(Reply.VIOLATIONS, status, "validation error", violations=data.violations)
+    if status < 300 and data.comments is not None:
+        return Exchange(Reply.OK, status, outcomes=data.comments)
+    if status < 300:
+        # 200 without `comments`: an API error we cannot place; nothing says it ran.
+        return Exchange(Reply.FAILED, status, _api_message(data) or "no comments in answer")
+    return Exchange(Reply.FAILED, status, f"HTTP {status}: {_api_message(data)}".rstrip(": "))
+
+
+def _is_auth_error(data: ResponseData) -> bool:
+    error = data.api_error_data
+    if error is None:
+        return False
+    if str(error.error_code) in {"401", "403"}:
+        return True
+    return bool(data.type and _AUTH_WORDS.search(data.type))
+
+
+def _api_message(data: ResponseData) -> str:
+    error = data.api_error_data
+    if error is None:
+        return ""
+    return f"{error.error_message or ''} (code {error.error_code})".strip()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
