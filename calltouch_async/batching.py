@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Final, TypeAlias
 
 from ._constants import MAX_LEADS_PER_REQUEST
@@ -209,10 +209,19 @@ class _Stream:
     but not yet handed to the caller), so input is read at most one chunk past the window.
     """
 
-    __slots__ = ("chunk_size", "dispatcher", "producer", "queue", "slots", "tasks", "unconsumed")
+    __slots__ = (
+        "chunk_size", "dispatcher", "keep", "producer", "queue", "slots", "tasks", "unconsumed"
+    )
 
-    def __init__(self, dispatcher: Dispatcher, max_in_flight: int, chunk_size: int) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        max_in_flight: int,
+        chunk_size: int,
+        keep: Callable[[Item], bool] | None = None,
+    ) -> None:
         self.dispatcher = dispatcher
+        self.keep = keep
         self.chunk_size = chunk_size
         self.queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
         self.slots = asyncio.Semaphore(max_in_flight)
@@ -220,26 +229,47 @@ class _Stream:
         self.tasks: set[asyncio.Task[None]] = set()
         self.producer: asyncio.Task[None] | None = None
 
-    async def produce(self, leads: Iterable[LeadComment] | AsyncIterable[LeadComment]) -> None:
+    async def produce(
+        self,
+        leads: Iterable[LeadComment] | AsyncIterable[LeadComment],
+        linger: float | None = None,
+    ) -> None:
+        """Read ``leads``, validate, pack valid ones into chunks, launch them.
+
+        With ``linger`` (used by ``submit()``), a partial chunk is launched once its first
+        lead has waited that long; ``leads`` must then be safe to cancel mid-``__anext__``.
+        """
         chunk: list[Item] = []
+        chunk_deadline = 0.0
         index = -1
         error: BaseException | None = None
+        source = _aiter(leads) if linger is None else aiter(leads)  # type: ignore[arg-type]
         try:
-            async for lead in _aiter(leads):
+            while True:
                 if self.unconsumed.locked() and chunk:
                     # About to wait for the caller, who may be waiting for this very chunk.
-                    await self.launch(chunk)
-                    chunk = []
+                    chunk = await self.launch(chunk)
                 await self.unconsumed.acquire()
+                try:
+                    async with asyncio.timeout_at(chunk_deadline if chunk and linger else None):
+                        lead = await anext(source)
+                except TimeoutError:
+                    self.unconsumed.release()
+                    chunk = await self.launch(chunk)
+                    continue
+                except StopAsyncIteration:
+                    self.unconsumed.release()
+                    break
                 index += 1
                 problems = validate_lead(lead, index)
                 if problems:
                     self.queue.put_nowait([invalid_result(index, lead, describe(problems))])
                     continue
+                if not chunk and linger is not None:
+                    chunk_deadline = asyncio.get_running_loop().time() + linger
                 chunk.append((index, lead))
                 if len(chunk) == self.chunk_size:
-                    await self.launch(chunk)
-                    chunk = []
+                    chunk = await self.launch(chunk)
             if chunk:
                 await self.launch(chunk)
         except Exception as exc:  # the caller's iterable failed: finish what was sent first
@@ -248,11 +278,21 @@ class _Stream:
             await asyncio.wait(set(self.tasks))
         self.queue.put_nowait(_End(error))
 
-    async def launch(self, chunk: list[Item]) -> None:
+    async def launch(self, chunk: list[Item]) -> list[Item]:
+        """Start a request for ``chunk`` (once a slot is free); return a new empty chunk."""
         await self.slots.acquire()
+        if self.keep is not None:
+            kept = [item for item in chunk if self.keep(item)]
+            for _ in range(len(chunk) - len(kept)):
+                self.unconsumed.release()  # dropped leads will never be consumed
+            chunk = kept
+        if not chunk:
+            self.slots.release()
+            return []
         task = asyncio.create_task(self._run(chunk))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return []
 
     async def _run(self, chunk: list[Item]) -> None:
         try:
@@ -283,10 +323,17 @@ async def stream_results(
     max_in_flight: int,
     streams: set[_Stream],
     chunk_size: int = MAX_LEADS_PER_REQUEST,
+    linger: float | None = None,
+    keep: Callable[[Item], bool] | None = None,
 ) -> AsyncIterator[CommentResult]:
-    """Yield one result per lead of ``leads`` as requests answer (or in input order)."""
-    stream = _Stream(dispatcher, max_in_flight, chunk_size)
-    stream.producer = asyncio.create_task(stream.produce(leads))
+    """Yield one result per lead of ``leads`` as requests answer (or in input order).
+
+    ``linger`` and ``keep`` serve ``submit()``: launch partial chunks after ``linger``
+    seconds, and drop at launch the items ``keep`` rejects (their callers gave up); dropped
+    items yield no result.
+    """
+    stream = _Stream(dispatcher, max_in_flight, chunk_size, keep)
+    stream.producer = asyncio.create_task(stream.produce(leads, linger))
     streams.add(stream)
     reorder = _Reorder() if ordered else None
     try:

@@ -11,10 +11,14 @@ from typing import Final, Self
 import aiohttp
 from yarl import URL
 
+from ._coalescer import Coalescer
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_FLUSH_TIMEOUT,
+    DEFAULT_LINGER,
     DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_PENDING,
     DEFAULT_TIMEOUT,
     KEEPALIVE_TIMEOUT,
     MAX_LEADS_PER_REQUEST,
@@ -59,10 +63,12 @@ class CalltouchClient:
     shares one limiter (Calltouch limits per IP); pass your own (e.g. a Redis one shared by
     several processes) or ``None`` to send unlimited (only against a local server).
     ``timeout`` is a deadline per request, retries included. ``max_in_flight`` bounds the
-    requests running at once and so the leads held in memory.
+    requests running at once and so the leads held in memory. ``linger``, ``max_pending``
+    and ``flush_timeout`` tune :meth:`submit`.
     """
 
     __slots__ = (
+        "_coalescer",
         "_dispatcher",
         "_limiter_arg",
         "_owns_session",
@@ -71,7 +77,10 @@ class CalltouchClient:
         "_streams",
         "_token",
         "base_url",
+        "flush_timeout",
+        "linger",
         "max_in_flight",
+        "max_pending",
         "retry",
         "site_id",
         "timeout",
@@ -89,6 +98,9 @@ class CalltouchClient:
         retry: RetryPolicy | None = None,
         retry_unknown: bool = False,
         session: aiohttp.ClientSession | None = None,
+        linger: float = DEFAULT_LINGER,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -103,7 +115,11 @@ class CalltouchClient:
         self.retry = retry if retry is not None else RetryPolicy(retry_unknown=retry_unknown)
         self._session = session
         self._owns_session = session is None
+        self.linger = linger
+        self.max_pending = max_pending
+        self.flush_timeout = flush_timeout
         self._dispatcher: Dispatcher | None = None
+        self._coalescer: Coalescer | None = None
         self._streams: set[_Stream] = set()
         self._state = _State.UNOPENED
 
@@ -156,7 +172,8 @@ class CalltouchClient:
         return self._limiter_arg
 
     async def aclose(self) -> None:
-        """Cancel requests in flight, close the session if the client made it. Idempotent.
+        """Flush pending :meth:`submit` leads (up to ``flush_timeout``), cancel requests in
+        flight, close the session if the client made it. Idempotent.
 
         Leads whose request was cancelled get no result: the stream that carried them raises
         :class:`ClientClosedError`; their comments may or may not have been applied.
@@ -164,6 +181,8 @@ class CalltouchClient:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        if self._coalescer is not None:
+            await self._coalescer.aclose(self.flush_timeout)
         streams = list(self._streams)
         await asyncio.gather(*(s.cancel(closed_error()) for s in streams))
         if self._owns_session and self._session is not None:
@@ -217,3 +236,20 @@ class CalltouchClient:
             dispatcher, leads, ordered=ordered, max_in_flight=self.max_in_flight,
             streams=self._streams,
         )
+
+    async def submit(self, lead: LeadComment) -> CommentResult:
+        """Comment one lead, sharing requests with every other concurrent ``submit()``.
+
+        The lead joins a pending batch sent when it holds 100 leads or its oldest lead has
+        waited ``linger`` seconds. At most ``max_pending`` leads wait; further callers wait
+        for room. Cancelling the call before the lead is sent takes it out of the batch;
+        after, the result is dropped (the lead is not re-sent). Raises :class:`AuthError`
+        to every waiting caller when the credentials are refused.
+        """
+        dispatcher = self._open()
+        if self._coalescer is None:
+            self._coalescer = Coalescer(
+                dispatcher, linger=self.linger, max_pending=self.max_pending,
+                max_in_flight=self.max_in_flight, streams=self._streams,
+            )
+        return await self._coalescer.submit(lead)

@@ -1,0 +1,179 @@
+"""``submit()``: one lead per call from many coroutines, packed into shared requests.
+
+Submitted leads flow into one long-lived :func:`~calltouch_async.batching.stream_results`
+(the same packing, limiter and failure handling as ``comment_many``), which launches a chunk
+when it holds 100 leads or its first lead has waited ``linger`` seconds. Each caller awaits a
+future resolved with its own lead's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Final
+
+from .batching import Dispatcher, Item, _Stream, stream_results
+from .errors import AuthError
+from .models import CommentResult, CommentStatus, LeadComment
+
+__all__ = ["Coalescer"]
+
+_CLOSE: Final = object()
+
+
+class _Waiter:
+    __slots__ = ("future", "lead", "sent")
+
+    def __init__(self, lead: LeadComment, future: asyncio.Future[CommentResult]) -> None:
+        self.lead = lead
+        self.future = future
+        self.sent = False
+
+
+class _SubmitSource:
+    """The submitted leads as an async iterator whose ``__anext__`` is safe to cancel.
+
+    It numbers leads in the order the stream reads them, which is the stream's ``index``.
+    """
+
+    __slots__ = ("_queue", "_read", "waiters")
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[_Waiter | object] = asyncio.Queue()
+        self.waiters: dict[int, _Waiter] = {}
+        self._read = 0
+
+    def __aiter__(self) -> _SubmitSource:
+        return self
+
+    async def __anext__(self) -> LeadComment:
+        while True:
+            item = await self._queue.get()
+            if item is _CLOSE:
+                raise StopAsyncIteration
+            assert isinstance(item, _Waiter)
+            if not item.future.done():  # a caller cancelled before its lead was read
+                self.waiters[self._read] = item
+                self._read += 1
+                return item.lead
+
+    def put(self, waiter: _Waiter) -> None:
+        self._queue.put_nowait(waiter)
+
+    def close(self) -> None:
+        self._queue.put_nowait(_CLOSE)
+
+    def unread(self) -> list[_Waiter]:
+        """Take the waiters the stream never read."""
+        left = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Waiter):
+                left.append(item)
+        return left
+
+
+class Coalescer:
+    """Owns the shared stream behind ``submit()``; started on first use."""
+
+    __slots__ = (
+        "_consumer", "_dispatcher", "_error", "_linger", "_max_in_flight", "_room", "_source",
+        "_streams",
+    )
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        *,
+        linger: float,
+        max_pending: int,
+        max_in_flight: int,
+        streams: set[_Stream],
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._linger = linger
+        self._max_in_flight = max_in_flight
+        self._streams = streams
+        self._room = asyncio.Semaphore(max_pending)
+        self._source: _SubmitSource | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    async def submit(self, lead: LeadComment) -> CommentResult:
+        if self._error is not None:
+            raise self._error
+        async with self._room:  # backpressure: at most max_pending leads wait
+            source = self._start()
+            future: asyncio.Future[CommentResult] = asyncio.get_running_loop().create_future()
+            source.put(_Waiter(lead, future))
+            return await future
+
+    def _start(self) -> _SubmitSource:
+        if self._source is None:
+            self._source = source = _SubmitSource()
+            stream = stream_results(
+                self._dispatcher, source, ordered=False, max_in_flight=self._max_in_flight,
+                streams=self._streams, linger=self._linger, keep=self._keep,
+            )
+            self._consumer = asyncio.create_task(self._deliver(source, stream))
+        return self._source
+
+    def _keep(self, item: Item) -> bool:
+        """Called as a chunk launches: drop leads whose caller gave up, mark the rest sent."""
+        assert self._source is not None
+        waiter = self._source.waiters[item[0]]
+        if waiter.future.done():
+            del self._source.waiters[item[0]]
+            return False
+        waiter.sent = True
+        return True
+
+    async def _deliver(
+        self, source: _SubmitSource, stream: AsyncIterator[CommentResult]
+    ) -> None:
+        try:
+            async for result in stream:
+                waiter = source.waiters.pop(result.index)
+                if not waiter.future.done():  # else the caller was cancelled after sending
+                    waiter.future.set_result(result)
+        except AuthError as exc:
+            self._error = exc
+            self._fail_all(source, exc)
+        except Exception as exc:
+            self._fail_all(source, exc)
+
+    def _fail_all(self, source: _SubmitSource, exc: BaseException) -> None:
+        for waiter in [*source.waiters.values(), *source.unread()]:
+            if not waiter.future.done():
+                waiter.future.set_exception(exc)
+        source.waiters.clear()
+
+    async def aclose(self, flush_timeout: float) -> None:
+        """Send what is pending (for at most ``flush_timeout`` seconds), then stop.
+
+        Leads that could not be sent get ``failed``; leads cancelled in flight ``unknown``.
+        """
+        source, consumer = self._source, self._consumer
+        if source is None or consumer is None:
+            return
+        source.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(consumer), flush_timeout)
+        if not consumer.done():
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+        for waiter in [*source.waiters.values(), *source.unread()]:
+            if not waiter.future.done():
+                waiter.future.set_result(_abandoned(waiter))
+        source.waiters.clear()
+
+
+def _abandoned(waiter: _Waiter) -> CommentResult:
+    if waiter.sent:
+        status, error = CommentStatus.UNKNOWN, "client closed while the request was in flight"
+    else:
+        status, error = CommentStatus.FAILED, "client closed before the lead could be sent"
+    # index -1: a submitted lead has no position in any input of the caller's.
+    return CommentResult(index=-1, lead=waiter.lead, status=status, error=error)
