@@ -157,12 +157,15 @@ class _FlatMatchMeta(msgspec.StructMeta):
     """Builds a match entry from flat keyword arguments: ``CallMatch(call_id=1)``.
 
     Calling the class constructs its ``_params_type`` from the arguments and wraps it. Decoding
-    and ``msgspec.structs`` helpers bypass this and construct the Struct directly.
+    and ``msgspec.structs`` helpers bypass this and construct the Struct directly; ``pickle``
+    and ``copy.deepcopy`` call the class with the finished params block, which is kept as is.
     """
 
     _params_type: type[_Params]
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and not kwargs and type(args[0]) is cls._params_type:
+            return super().__call__(args[0])
         return super().__call__(cls._params_type(*args, **kwargs))
 
 
