@@ -246,9 +246,7 @@ class DataStore:
         request = self.requests.get(request_id)
         return request if request is not None and tags_match(request.tags, tags, any_tag) else None
 
-    def calls_by_contact(
-        self, phones: frozenset[str], md5s: frozenset[str]
-    ) -> Iterator[Call]:
+    def calls_by_contact(self, phones: frozenset[str], md5s: frozenset[str]) -> Iterator[Call]:
         """Calls having one of ``phones`` (normalised) or whose phone MD5 is in ``md5s``."""
         keys = [*phones, *(f"md5:{h}" for h in md5s)]
         return self._resolve(self._call_index.ids(keys), self.calls, phones, md5s, frozenset())
@@ -346,9 +344,7 @@ GENERATE_START = datetime(2020, 10, 1, 0, 0, 0)
 _SPREAD_MINUTES = 30 * 24 * 60  # leads are spread over 30 days after ``start``
 
 
-def generate(
-    store: DataStore, calls: int, requests: int, *, seed: int, start: datetime
-) -> None:
+def generate(store: DataStore, calls: int, requests: int, *, seed: int, start: datetime) -> None:
     """Add ``calls`` calls (ids 1..calls) and ``requests`` requests (ids 1..requests).
 
     Contacts are drawn from a pool smaller than the number of leads, so some people call or

@@ -211,9 +211,7 @@ class _Checker:
         assert phones is not None and md5s is not None and emails is not None
         assert date is not None and depth is not None and type_to_match is not None
         assert tags is not None
-        return ContactMatcher(
-            kind, phones, md5s, emails, date, depth, type_to_match, tags, any_tag
-        )
+        return ContactMatcher(kind, phones, md5s, emails, date, depth, type_to_match, tags, any_tag)
 
     def tags(self, path: str, params: dict[str, object]) -> tuple[tuple[str, ...] | None, bool]:
         """``tags`` (absent = no filter) and whether ``tagsLogic`` asks for any tag (``or``)."""
