@@ -377,8 +377,18 @@ class CommentResult(msgspec.Struct, frozen=True, kw_only=True):
 
 # --------------------------------------------------------------------------- codec
 
+def _encode_subclass(value: Any) -> Any:
+    """msgspec encodes ``str``/``int`` but not their subclasses (``numpy.str_``, ``Markup``,
+    a custom ``int``): send their plain value, as validation already accepted them."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    raise TypeError(f"cannot encode {type(value).__name__} in a Calltouch request")
+
+
 # One encoder and two decoders for the life of the process: msgspec caches type info in them.
-_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder(enc_hook=_encode_subclass)
 _response_decoder = msgspec.json.Decoder(_ResponseBody)
 _request_decoder = msgspec.json.Decoder(_CommentRequest)
 
