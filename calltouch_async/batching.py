@@ -207,10 +207,13 @@ class _Stream:
 
     Two semaphores bound memory: ``slots`` (requests running) and ``unconsumed`` (leads read
     but not yet handed to the caller), so input is read at most one chunk past the window.
+    Chunks are launched full; only in input order, when the caller waits for a lead of the
+    chunk being filled and the reader must wait for the caller, is a partial one launched.
     """
 
     __slots__ = (
-        "chunk_size", "dispatcher", "keep", "producer", "queue", "slots", "tasks", "unconsumed"
+        "chunk_size", "dispatcher", "keep", "producer", "queue", "reorder", "slots", "tasks",
+        "unconsumed",
     )
 
     def __init__(
@@ -219,9 +222,11 @@ class _Stream:
         max_in_flight: int,
         chunk_size: int,
         keep: Callable[[Item], bool] | None = None,
+        ordered: bool = False,
     ) -> None:
         self.dispatcher = dispatcher
         self.keep = keep
+        self.reorder = _Reorder() if ordered else None
         self.chunk_size = chunk_size
         self.queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
         self.slots = asyncio.Semaphore(max_in_flight)
@@ -246,8 +251,8 @@ class _Stream:
         source = _aiter(leads) if linger is None else aiter(leads)  # type: ignore[arg-type]
         try:
             while True:
-                if self.unconsumed.locked() and chunk:
-                    # About to wait for the caller, who may be waiting for this very chunk.
+                if chunk and self.unconsumed.locked() and self._caller_needs(chunk):
+                    # About to wait for the caller, who is waiting for this very chunk.
                     chunk = await self.launch(chunk)
                 await self.unconsumed.acquire()
                 try:
@@ -277,6 +282,10 @@ class _Stream:
         if self.tasks:
             await asyncio.wait(set(self.tasks))
         self.queue.put_nowait(_End(error))
+
+    def _caller_needs(self, chunk: list[Item]) -> bool:
+        """In input order, the caller cannot go past a lead that is still in ``chunk``."""
+        return self.reorder is not None and self.reorder.next_index >= chunk[0][0]
 
     async def launch(self, chunk: list[Item]) -> list[Item]:
         """Start a request for ``chunk`` (once a slot is free); return a new empty chunk."""
@@ -332,10 +341,10 @@ async def stream_results(
     seconds, and drop at launch the items ``keep`` rejects (their callers gave up); dropped
     items yield no result.
     """
-    stream = _Stream(dispatcher, max_in_flight, chunk_size, keep)
+    stream = _Stream(dispatcher, max_in_flight, chunk_size, keep, ordered)
     stream.producer = asyncio.create_task(stream.produce(leads, linger))
     streams.add(stream)
-    reorder = _Reorder() if ordered else None
+    reorder = stream.reorder
     try:
         while True:
             item = await stream.queue.get()
@@ -356,19 +365,19 @@ async def stream_results(
 class _Reorder:
     """Releases results in input order; holds those that arrive early."""
 
-    __slots__ = ("_held", "_next")
+    __slots__ = ("_held", "next_index")
 
     def __init__(self) -> None:
         self._held: dict[int, CommentResult] = {}
-        self._next = 0
+        self.next_index = 0
 
     def push(self, results: list[CommentResult]) -> list[CommentResult]:
         for result in results:
             self._held[result.index] = result
         ready = []
-        while self._next in self._held:
-            ready.append(self._held.pop(self._next))
-            self._next += 1
+        while self.next_index in self._held:
+            ready.append(self._held.pop(self.next_index))
+            self.next_index += 1
         return ready
 
 
