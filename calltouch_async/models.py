@@ -97,13 +97,15 @@ def format_date(value: datetime | str) -> str:
 
 
 def normalize_phone(phone: str) -> str:
-    """Digits only, and an 11-digit number starting with 8 gets a leading 7.
+    """ASCII digits only, and an 11-digit number starting with 8 gets a leading 7.
 
     ``"+7 (915) 888-11-22"`` → ``"79158881122"``; ``"84953338877"`` → ``"74953338877"``.
     Calltouch accepts masked numbers too, so nothing applies this for you: call it when you
     want the normal form that public Calltouch code sends.
     """
-    digits = "".join(ch for ch in phone if ch.isdigit())
+    # isdecimal, not isdigit: "²" is a digit but no decimal; other scripts' decimals (full-width
+    # "８") become their ASCII digit, so the result is always ASCII.
+    digits = "".join(ch if ch.isascii() else str(int(ch)) for ch in phone if ch.isdecimal())
     if len(digits) == 11 and digits[0] == "8":
         return "7" + digits[1:]
     return digits
