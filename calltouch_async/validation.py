@@ -30,6 +30,9 @@ __all__ = ["MAX_COMMENT_CHARS", "MAX_MATCHING_ENTRIES", "Problem", "describe", "
 MAX_COMMENT_CHARS = 1000
 MAX_MATCHING_ENTRIES = 20
 _MD5 = re.compile(r"[0-9a-fA-F]{32}\Z")
+# A lone surrogate cannot be encoded as UTF-8: msgspec would raise for the whole request.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_UTF8 = "must not contain lone surrogates (not encodable as UTF-8)"
 _UNSET = msgspec.UNSET
 
 
@@ -68,6 +71,8 @@ def _check_comment(comment: object, path: str, problems: list[Problem]) -> None:
         problems.append(
             Problem(path, f"must be at most {MAX_COMMENT_CHARS} characters, got {len(comment)}")
         )
+    elif _has_surrogate(comment):
+        problems.append(Problem(path, _NOT_UTF8))
 
 
 def _check_matching(matching: object, path: str, problems: list[Problem]) -> None:
@@ -150,6 +155,8 @@ def _check_strings(values: object, path: str, problems: list[Problem]) -> int:
             )
         elif not value or value.isspace():
             problems.append(Problem(f"{path}[{k}]", "must not be blank"))
+        elif _has_surrogate(value):
+            problems.append(Problem(f"{path}[{k}]", _NOT_UTF8))
     return len(values)
 
 
@@ -173,6 +180,12 @@ def _check_word(value: object, path: str, problems: list[Problem]) -> None:
         problems.append(Problem(path, f"must be a string, not {type(value).__name__}"))
     elif not value or value.isspace():
         problems.append(Problem(path, "must not be blank"))
+    elif _has_surrogate(value):
+        problems.append(Problem(path, _NOT_UTF8))
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def _check_date(value: object, path: str, problems: list[Problem]) -> None:
