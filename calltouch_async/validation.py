@@ -33,6 +33,9 @@ _MD5 = re.compile(r"[0-9a-fA-F]{32}\Z")
 # A lone surrogate cannot be encoded as UTF-8: msgspec would raise for the whole request.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NOT_UTF8 = "must not contain lone surrogates (not encodable as UTF-8)"
+# strptime alone is lenient (one-digit fields, any run of whitespace, non-ASCII digits):
+# the shape is checked first, then strptime checks the calendar (no 31-02).
+_DATE_SHAPE = re.compile(r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d\Z", re.ASCII)
 _UNSET = msgspec.UNSET
 
 
@@ -200,8 +203,10 @@ def _check_date(value: object, path: str, problems: list[Problem]) -> None:
 @lru_cache(maxsize=4096)
 def _is_calltouch_date(value: str) -> bool:
     # strptime costs microseconds and leads of one export often share dates: cache the verdict.
+    if not _DATE_SHAPE.match(value):
+        return False
     try:
         datetime.strptime(value, DATE_FORMAT)
     except ValueError:
         return False
-    return len(value) == 19
+    return True
