@@ -36,6 +36,9 @@ _NOT_UTF8 = "must not contain lone surrogates (not encodable as UTF-8)"
 # strptime alone is lenient (one-digit fields, any run of whitespace, non-ASCII digits):
 # the shape is checked first, then strptime checks the calendar (no 31-02).
 _DATE_SHAPE = re.compile(r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d\Z", re.ASCII)
+# No Calltouch id or search depth exceeds a signed 64-bit integer (the server's integer width is
+# not published): a bigger number names nothing and would likely fail the whole request.
+_MAX_INT64 = 2**63 - 1
 _UNSET = msgspec.UNSET
 
 
@@ -176,6 +179,8 @@ def _check_positive_int(value: object, path: str, problems: list[Problem]) -> No
         problems.append(Problem(path, f"must be an integer, not {type(value).__name__}"))
     elif value <= 0:
         problems.append(Problem(path, f"must be positive, got {value}"))
+    elif value > _MAX_INT64:
+        problems.append(Problem(path, f"must be at most {_MAX_INT64} (a 64-bit integer)"))
 
 
 def _check_word(value: object, path: str, problems: list[Problem]) -> None:
