@@ -1,0 +1,343 @@
+"""The fault matrix: every lead ends in exactly one honest outcome, checked against the ledger.
+
+For each fault the emulator injects, the invariants of ``check`` must hold: one result per
+lead; no comment applied twice; every ``commented`` lead applied; no ``invalid``,
+``rejected`` or ``failed`` lead applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+
+from calltouch_async import (
+    AuthError,
+    CalltouchClient,
+    ClientClosedError,
+    CommentResult,
+    CommentStatus,
+    LeadComment,
+    RequestContactMatch,
+    RetryPolicy,
+)
+from calltouch_async.testing import CalltouchEmulator, Fault
+from calltouch_async.transport import Reply, classify
+from conftest import SITE_ID, TOKEN, EmulatorFactory, client_for, make_leads
+
+S = CommentStatus
+FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.05)
+
+
+@pytest.fixture(autouse=True)
+async def asyncio_debug() -> None:
+    """Run every test here in asyncio debug mode (warnings are errors in this suite)."""
+    asyncio.get_running_loop().set_debug(True)
+
+
+def check(emu: CalltouchEmulator, leads: list[LeadComment], results: list[CommentResult]) -> None:
+    assert sorted(r.index for r in results) == list(range(len(leads)))
+    applied = emu.ledger.text_counts()
+    assert all(count == 1 for count in applied.values()), "a comment was applied twice"
+    for r in results:
+        assert r.lead is leads[r.index]
+        if r.status is S.COMMENTED:
+            assert applied[r.lead.comment] == 1
+        elif r.status in (S.INVALID, S.REJECTED, S.FAILED):
+            assert r.lead.comment not in applied, f"{r.status} lead was applied"
+            assert r.error
+
+
+async def run(client: CalltouchClient, leads: list[LeadComment]) -> list[CommentResult]:
+    return [r async for r in client.comment_many(leads)]
+
+
+def our_tasks() -> set[asyncio.Task[object]]:
+    """Tasks running the client's code (the emulator's own server tasks are not ours)."""
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if "calltouch_async" in t.get_coro().cr_code.co_filename  # type: ignore[union-attr]
+        and "testing" not in t.get_coro().cr_code.co_filename  # type: ignore[union-attr]
+    }
+
+
+def statuses(results: list[CommentResult]) -> Counter[str]:
+    return Counter(r.status.value for r in results)
+
+
+async def test_429_storm_is_ridden_out(emulator: EmulatorFactory) -> None:
+    leads = make_leads(300)
+    async with emulator(calls=300, seed=7) as emu:
+        emu.inject(Fault.RATE_LIMIT, probability=0.5)
+        async with client_for(emu, retry=RetryPolicy(max_attempts=30, base_delay=0.01)) as c:
+            results = await run(c, leads)
+    check(emu, leads, results)
+    assert statuses(results) == {"commented": 300}
+    assert emu.ledger.status_counts()[429] > 0
+
+
+async def test_429_until_attempts_run_out_fails_without_applying(
+    emulator: EmulatorFactory,
+) -> None:
+    leads = make_leads(50)
+    async with emulator(calls=50) as emu:
+        emu.inject(Fault.RATE_LIMIT, probability=1.0)
+        async with client_for(emu, retry=RetryPolicy(max_attempts=3, base_delay=0.01)) as c:
+            results = await run(c, leads)
+    check(emu, leads, results)
+    assert statuses(results) == {"failed": 50}
+    assert "3 attempts" in (results[0].error or "")
+    assert len(emu.ledger.requests) == 3
+
+
+async def test_5xx_is_unknown_and_not_resent(emulator: EmulatorFactory) -> None:
+    leads = make_leads(300)
+    async with emulator(calls=300) as emu:
+        emu.inject(Fault.SERVER_ERROR, on_requests=[2])
+        async with client_for(emu, max_in_flight=1, retry=FAST_RETRY) as c:
+            results = await run(c, leads)
+    check(emu, leads, results)
+    assert statuses(results) == {"commented": 200, "unknown": 100}
+    assert len(emu.ledger.requests) == 3
+
+
+async def test_5xx_is_resent_when_the_caller_opts_in(emulator: EmulatorFactory) -> None:
+    leads = make_leads(100)
+    async with emulator(calls=100) as emu:
+        emu.inject(Fault.SERVER_ERROR, on_requests=[1])
+        retry = RetryPolicy(max_attempts=3, base_delay=0.01, retry_unknown=True)
+        async with client_for(emu, retry=retry) as c:
+            results = await run(c, leads)
+    check(emu, leads, results)
+    assert statuses(results) == {"commented": 100}
+
+
+async def test_apply_then_drop_is_unknown_and_applied_once(emulator: EmulatorFactory) -> None:
+    leads = make_leads(200)
+    async with emulator(calls=200) as emu:
+        emu.inject(Fault.APPLY_THEN_DROP, on_requests=[1])
+        async with client_for(emu, max_in_flight=1, retry=FAST_RETRY) as c:
+            results = await run(c, leads)
+    check(emu, leads, results)
+    assert statuses(results) == {"commented": 100, "unknown": 100}
+    unknown = [r for r in results if r.status is S.UNKNOWN]
+    assert all(emu.ledger.text_counts()[r.lead.comment] == 1 for r in unknown)
+
+
+async def test_slower_than_the_deadline_is_unknown(emulator: EmulatorFactory) -> None:
+    leads = make_leads(100)
+    async with emulator(calls=100) as emu:
+        emu.inject(Fault.SLOW, on_requests=[1], delay=3.0)
+        async with client_for(emu, timeout=0.5, retry=FAST_RETRY) as c:
+            results = await run(c, leads)
+    check(emu, leads, results)
+    assert statuses(results) == {"unknown": 100}
+    assert "deadline" in (results[0].error or "")
+    assert len(emu.ledger.requests) == 1
+
+
+async def test_retries_share_one_deadline(emulator: EmulatorFactory) -> None:
+    leads = make_leads(10)
+    async with emulator(calls=10) as emu:
+        emu.inject(Fault.RATE_LIMIT, probability=1.0)
+        retry = RetryPolicy(max_attempts=100, base_delay=0.2, max_delay=0.2)
+        async with client_for(emu, timeout=1.0, retry=retry) as c:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            results = await run(c, leads)
+            elapsed = loop.time() - started
+    check(emu, leads, results)
+    assert statuses(results) == {"failed": 10}
+    assert "deadline" in (results[0].error or "")
+    assert elapsed < 5.0  # 100 attempts x 0.2 s would be 20 s: the deadline covers them all
+
+
+async def test_malformed_json_is_unknown(emulator: EmulatorFactory) -> None:
+    leads = make_leads(100)
+    async with emulator(calls=100) as emu:
+        emu.inject(Fault.MALFORMED_JSON, on_requests=[1])
+        async with client_for(emu, retry=FAST_RETRY) as c:
+            results = await run(c, leads)
+    check(emu, leads, results)
+    assert statuses(results) == {"unknown": 100}
+    assert len(emu.ledger.requests) == 1
+
+
+def bad_email_lead(i: int) -> LeadComment:
+    entry = RequestContactMatch(
+        emails=["not an email"],
+        date="01-10-2020 12:00:00",
+        search_depth=60,
+        request_type_to_match="nearest",
+    )
+    return LeadComment([entry], f"bad-email-{i}")
+
+
+async def test_violations_reject_named_leads_and_resend_the_rest(
+    emulator: EmulatorFactory,
+) -> None:
+    leads = make_leads(100)
+    leads[3], leads[70] = bad_email_lead(3), bad_email_lead(70)  # valid locally, not to Calltouch
+    async with emulator(calls=100) as emu, client_for(emu) as c:
+        results = await run(c, leads)
+    check(emu, leads, results)
+    assert statuses(results) == {"commented": 98, "rejected": 2}
+    rejected = {r.index: r.error or "" for r in results if r.status is S.REJECTED}
+    assert set(rejected) == {3, 70}
+    assert rejected[70].startswith("comments[70].matching[0].requestContactParams.emails")
+    assert "email" in rejected[70]
+    assert [rec.lead_count for rec in emu.ledger.requests] == [100, 98]  # one extra request
+
+
+async def test_unmapped_violations_are_isolated_by_halving(emulator: EmulatorFactory) -> None:
+    leads = make_leads(100)
+    async with emulator(calls=100) as emu:
+        emu.inject(Fault.UNMAPPED_VIOLATION, on_requests=[1])
+        async with client_for(emu) as c:
+            results = await run(c, leads)
+    check(emu, leads, results)
+    assert statuses(results) == {"commented": 100}
+    # The faulted first request is answered before the emulator parses it (lead_count 0).
+    assert len(emu.ledger.requests) == 3
+    assert [rec.lead_count for rec in emu.ledger.requests[1:]] == [50, 50]
+
+
+async def test_unmapped_violations_everywhere_stay_within_the_split_budget(
+    emulator: EmulatorFactory,
+) -> None:
+    leads = make_leads(100)
+    async with emulator(calls=100, rate_limit=None) as emu:
+        emu.inject(Fault.UNMAPPED_VIOLATION, probability=1.0)
+        async with client_for(emu) as c:
+            results = await run(c, leads)
+    check(emu, leads, results)
+    assert set(statuses(results)) <= {"rejected", "failed"}
+    assert len(emu.ledger.requests) <= 1 + 28  # 4 * ceil(log2(100)) extra requests at most
+    assert emu.ledger.applied == []
+
+
+async def test_auth_failure_mid_stream_raises_and_stops(emulator: EmulatorFactory) -> None:
+    leads = make_leads(1000)
+    async with emulator(calls=1000) as emu:
+        emu.inject(Fault.AUTH_FAILURE, on_requests=[3])
+        async with client_for(emu, max_in_flight=1) as c:
+            seen: list[CommentResult] = []
+            with pytest.raises(AuthError) as caught:
+                async for r in c.comment_many(leads):
+                    seen.append(r)
+    assert str(SITE_ID) in str(caught.value)
+    assert TOKEN not in str(caught.value)
+    assert len(seen) == 200
+    assert len(emu.ledger.requests) == 3  # no retry, nothing sent after it
+    assert all(count == 1 for count in emu.ledger.text_counts().values())
+
+
+async def test_wrong_token_raises_auth_error_from_comment(emulator: EmulatorFactory) -> None:
+    async with emulator() as emu:
+        client = CalltouchClient(SITE_ID, "wrong-" + TOKEN, base_url=emu.base_url)
+        async with client:
+            with pytest.raises(AuthError) as caught:
+                await client.comment(make_leads(3))
+    assert TOKEN not in str(caught.value) and "wrong-" not in str(caught.value)
+    assert emu.ledger.applied == []
+
+
+async def test_connect_errors_are_retried_then_failed() -> None:
+    # A port nobody listens on: the request never leaves, so retrying is safe.
+    emu = CalltouchEmulator()
+    await emu.start()
+    url = emu.base_url
+    await emu.close()
+    leads = make_leads(5)
+    retry = RetryPolicy(max_attempts=3, base_delay=0.01)
+    async with CalltouchClient(SITE_ID, TOKEN, base_url=url, rate_limiter=None, retry=retry) as c:
+        results = await run(c, leads)
+    assert statuses(results) == {"failed": 5}
+    assert "3 attempts" in (results[0].error or "")
+
+
+def test_other_4xx_is_failed_with_status_and_message() -> None:
+    body = b'{"meta": [], "data": {"type": "apiError", "apiErrorData": {"errorCode": 10042, "errorMessage": "Points exhausted"}}}'  # noqa: E501
+    exchange = classify(402, body)
+    assert exchange.reply is Reply.FAILED
+    assert "402" in exchange.detail and "Points exhausted" in exchange.detail
+    assert classify(404, b"<html>not found</html>").reply is Reply.FAILED
+    assert classify(403, b"").reply is Reply.AUTH
+    assert classify(200, b"<html>").reply is Reply.UNKNOWN
+
+
+async def test_consumer_cancelled_mid_stream_leaks_nothing(emulator: EmulatorFactory) -> None:
+    leads = make_leads(1000)
+    async with emulator(calls=1000, latency=0.2) as emu, client_for(emu, max_in_flight=3) as c:
+        first = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in c.comment_many(leads):
+                first.set()
+
+        task = asyncio.create_task(consume())
+        await first.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert our_tasks() == set()
+        assert not c._streams
+    assert all(count == 1 for count in emu.ledger.text_counts().values())
+
+
+async def test_breaking_out_with_aclosing_cancels_in_flight(emulator: EmulatorFactory) -> None:
+    leads = make_leads(1000)
+    async with emulator(calls=1000, latency=0.2) as emu:
+        async with client_for(emu, max_in_flight=3) as c:
+            async with contextlib.aclosing(c.comment_many(leads)) as stream:  # type: ignore[type-var]
+                async for _ in stream:
+                    break
+            assert our_tasks() == set()
+        sent = len(emu.ledger.requests)
+    assert sent < 10
+
+
+async def test_aclose_ends_a_running_stream(emulator: EmulatorFactory) -> None:
+    leads = make_leads(1000)
+    async with emulator(calls=1000, latency=0.3) as emu:
+        c = client_for(emu, max_in_flight=2)
+        async with c:
+            stream = c.comment_many(leads)
+
+            async def consume() -> int:
+                return len([r async for r in stream])
+
+            task = asyncio.create_task(consume())
+            await asyncio.sleep(0.1)
+            await c.aclose()
+            with pytest.raises(ClientClosedError):
+                await task
+    assert all(count == 1 for count in emu.ledger.text_counts().values())
+
+
+async def test_the_token_never_reaches_logs_or_errors(
+    emulator: EmulatorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    leads = make_leads(300)
+
+    async def lines() -> AsyncIterator[LeadComment]:
+        for lead in leads:
+            yield lead
+
+    async with emulator(calls=300) as emu:
+        emu.inject(Fault.RATE_LIMIT, on_requests=[1])
+        emu.inject(Fault.SERVER_ERROR, on_requests=[3])
+        emu.inject(Fault.APPLY_THEN_DROP, on_requests=[4])
+        async with client_for(emu, max_in_flight=1, retry=FAST_RETRY) as c:
+            results = [r async for r in c.comment_many(lines())]
+            text = repr(c) + repr(results) + repr(emu)
+    check(emu, leads, results)
+    assert any(r.levelno == logging.WARNING for r in caplog.records)  # retries and unknowns
+    assert TOKEN not in caplog.text
+    assert TOKEN not in text
