@@ -1,0 +1,120 @@
+"""submit(): single leads from many coroutines coalesced into shared requests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from calltouch_async import AuthError, CallMatch, CommentStatus, LeadComment
+from calltouch_async.testing import Fault
+from conftest import EmulatorFactory, client_for, make_leads
+
+OK = CommentStatus.COMMENTED
+
+
+async def test_concurrent_submits_share_full_requests(emulator: EmulatorFactory) -> None:
+    leads = make_leads(250)
+    async with emulator(calls=250) as emu, client_for(emu, linger=0.05) as client:
+        results = await asyncio.gather(*(client.submit(lead) for lead in leads))
+    assert [r.lead for r in results] == leads  # each caller got its own lead's result
+    assert Counter(r.status for r in results) == {OK: 250}
+    assert sorted(rec.lead_count for rec in emu.ledger.requests) == [50, 100, 100]
+    assert set(emu.ledger.text_counts().values()) == {1}
+
+
+async def test_linger_flushes_a_partial_batch(emulator: EmulatorFactory) -> None:
+    async with emulator(calls=10) as emu, client_for(emu, linger=0.05) as client:
+        results = await asyncio.gather(*(client.submit(lead) for lead in make_leads(3)))
+    assert [r.status for r in results] == [OK] * 3
+    assert [rec.lead_count for rec in emu.ledger.requests] == [3]
+
+
+async def test_invalid_and_not_found_leads_get_their_own_results(
+    emulator: EmulatorFactory,
+) -> None:
+    async with emulator(calls=10) as emu, client_for(emu) as client:
+        good, bad, missing = await asyncio.gather(
+            client.submit(LeadComment([CallMatch(1)], "good")),
+            client.submit(LeadComment([CallMatch(1)], "")),
+            client.submit(LeadComment([CallMatch(555_555)], "missing")),
+        )
+    assert (good.status, bad.status, missing.status) == (
+        OK, CommentStatus.INVALID, CommentStatus.NOT_COMMENTED,
+    )
+    assert "addComment" in (bad.error or "")
+    assert [rec.lead_count for rec in emu.ledger.requests] == [2]
+
+
+async def test_auth_error_reaches_every_waiting_caller(emulator: EmulatorFactory) -> None:
+    async with emulator(calls=10) as emu:
+        emu.inject(Fault.AUTH_FAILURE, on_requests=[1])
+        async with client_for(emu) as client:
+            outcomes = await asyncio.gather(
+                *(client.submit(lead) for lead in make_leads(5)), return_exceptions=True
+            )
+            assert all(isinstance(o, AuthError) for o in outcomes)
+            with pytest.raises(AuthError):  # and to later callers: the credentials are bad
+                await client.submit(make_leads(1)[0])
+    assert emu.ledger.applied == []
+
+
+async def test_a_caller_cancelled_before_sending_takes_its_lead_out(
+    emulator: EmulatorFactory,
+) -> None:
+    leads = make_leads(3)
+    async with emulator(calls=10) as emu, client_for(emu, linger=0.2) as client:
+        tasks = [asyncio.create_task(client.submit(lead)) for lead in leads]
+        await asyncio.sleep(0.05)  # all three wait in the batch; linger has not passed
+        tasks[1].cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[1], asyncio.CancelledError)
+    assert emu.ledger.text_counts() == {leads[0].comment: 1, leads[2].comment: 1}
+    assert [rec.lead_count for rec in emu.ledger.requests] == [2]
+
+
+async def test_a_caller_cancelled_after_sending_is_not_resent(emulator: EmulatorFactory) -> None:
+    lead = make_leads(1)[0]
+    async with emulator(calls=10, latency=0.3) as emu, client_for(emu, linger=0.01) as client:
+        task = asyncio.create_task(client.submit(lead))
+        await asyncio.sleep(0.15)  # sent; the answer takes 0.3 s
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await client.submit(make_leads(1, prefix="later", first_id=2)[0])
+    assert emu.ledger.text_counts()[lead.comment] == 1
+    assert len(emu.ledger.requests) == 2
+
+
+async def test_backpressure_bounds_pending_leads(emulator: EmulatorFactory) -> None:
+    seen_sizes: list[int] = []
+    async with emulator(calls=100, latency=0.1) as emu:
+        async with client_for(emu, max_pending=10, max_in_flight=1, linger=0.01) as client:
+            results = await asyncio.gather(*(client.submit(lead) for lead in make_leads(35)))
+            seen_sizes = [rec.lead_count for rec in emu.ledger.requests]
+    assert Counter(r.status for r in results) == {OK: 35}
+    assert max(seen_sizes) <= 10  # never more than max_pending leads were waiting at once
+
+
+async def test_close_flushes_what_is_pending(emulator: EmulatorFactory) -> None:
+    leads = make_leads(7)
+    async with emulator(calls=10) as emu:
+        client = client_for(emu, linger=10.0)  # would wait 10 s without the flush
+        async with client:
+            tasks = [asyncio.create_task(client.submit(lead)) for lead in leads]
+            await asyncio.sleep(0.05)
+        results = await asyncio.gather(*tasks)
+    assert [r.status for r in results] == [OK] * 7
+    assert [rec.lead_count for rec in emu.ledger.requests] == [7]
+
+
+async def test_close_reports_what_could_not_be_sent(emulator: EmulatorFactory) -> None:
+    async with emulator(calls=10, latency=2.0) as emu:
+        client = client_for(emu, linger=0.01, flush_timeout=0.3)
+        async with client:
+            tasks = [asyncio.create_task(client.submit(lead)) for lead in make_leads(4)]
+            await asyncio.sleep(0.1)  # sent; the answer takes 2 s, longer than the flush allows
+        results = await asyncio.gather(*tasks)
+    assert {r.status for r in results} == {CommentStatus.UNKNOWN}
+    assert "in flight" in (results[0].error or "")
