@@ -152,6 +152,8 @@ CASES: list[tuple[str, Mutation, Path, str]] = [
     ("requestId-zero", setting((*REQ, "requestId"), 0), (*REQ, "requestId"), POSITIVE),
     ("callId-missing", deleting((*CALL, "callId")), (*CALL, "callId"), MISSING),
     ("callId-bool", setting((*CALL, "callId"), True), (*CALL, "callId"), INT),
+    ("callId-over-int64", setting((*CALL, "callId"), 2**63), (*CALL, "callId"), INT),
+    ("depth-over-int64", setting((*CC, "searchDepth"), 2**63), (*CC, "searchDepth"), INT),
     ("callId-negative", setting((*CALL, "callId"), -4), (*CALL, "callId"), POSITIVE),
     # tags
     ("tags-string", setting((*REQ, "tags"), "t"), (*REQ, "tags"), ARRAY),

@@ -14,6 +14,7 @@ point here is inferred and documented in ``_emulator``'s module docstring):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -341,7 +342,13 @@ def nearest(
 
 _TAGS = ("new", "repeat", "target", "vip", "spam")
 GENERATE_START = datetime(2020, 10, 1, 0, 0, 0)
-_SPREAD_MINUTES = 30 * 24 * 60  # leads are spread over 30 days after ``start``
+_SPREAD_SECONDS = 30 * 24 * 3600  # leads are spread over 30 days after ``start``
+# Half the leads untagged, the rest with one tag or two.
+_TAG_SETS: list[frozenset[str]] = (
+    [frozenset()] * 15
+    + [frozenset({t}) for t in _TAGS]
+    + [frozenset(pair) for pair in itertools.combinations(_TAGS, 2)]
+)
 
 
 def generate(store: DataStore, calls: int, requests: int, *, seed: int, start: datetime) -> None:
@@ -368,7 +375,7 @@ def generate(store: DataStore, calls: int, requests: int, *, seed: int, start: d
     made_calls: list[Call] = []
     made_requests: list[Request] = []
     for moment, kind, lead_id, phone in drafts:
-        tags = frozenset(rng.sample(_TAGS, rng.randint(0, 2)))
+        tags = rng.choice(_TAG_SETS)
         if kind == "call":
             unique, unique_lead = phone not in seen_call, phone not in seen_lead
             call = _synthetic_call(rng, lead_id, phone, moment, tags, unique, unique_lead)
@@ -423,11 +430,11 @@ def _synthetic_request(
 
 
 def _random_phone(rng: random.Random) -> str:
-    return "79" + "".join(rng.choice("0123456789") for _ in range(9))
+    return f"79{rng.randrange(10**9):09d}"
 
 
 def _random_time(rng: random.Random, start: datetime) -> datetime:
-    return start + timedelta(minutes=rng.randrange(_SPREAD_MINUTES), seconds=rng.randrange(60))
+    return start + timedelta(seconds=rng.randrange(_SPREAD_SECONDS))
 
 
 def _not_a_string(name: str, values: Iterable[str]) -> None:

@@ -34,6 +34,7 @@ __all__ = [
 MAX_LEADS = 100
 MAX_MATCHING = 20
 MAX_COMMENT_LENGTH = 1000
+_INT64_MAX = 2**63 - 1
 
 MISSING = "This field is missing."
 NOT_BLANK = "This value should not be blank."
@@ -234,7 +235,8 @@ class _Checker:
         if value is None:
             self.fail(path, MISSING)
         # JSON true/false decode to bool, which Python counts as int; Calltouch ids are not.
-        elif not isinstance(value, int) or isinstance(value, bool):
+        # Past 2**63 - 1 a JSON integer no longer fits a 64-bit int (PHP reads it as a float).
+        elif not isinstance(value, int) or isinstance(value, bool) or value > _INT64_MAX:
             self.fail(path, TYPE_INT)
         elif value <= 0:
             self.fail(path, POSITIVE)
