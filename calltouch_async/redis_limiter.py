@@ -292,7 +292,7 @@ class RedisRateLimiter:
         """
         if seconds <= 0:
             return
-        pause_us = math.ceil(seconds * 1_000_000)
+        pause_us = round(seconds * 1_000_000)
         await self._call(
             self._cooldown_script, [self._pause_key], [pause_us, _now_arg(now_us)], "cooldown"
         )
