@@ -1,0 +1,1 @@
+"""Hand-written clients the benchmarks compare ``calltouch_async`` with."""
