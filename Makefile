@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check calltouch_async tests benchmarks examples
+	$(BIN)/ruff check .
 	$(BIN)/mypy --strict calltouch_async
 	$(BIN)/pytest
 
