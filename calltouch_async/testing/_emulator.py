@@ -51,6 +51,13 @@ what is documented):
   ``callInfo``/``requestInfo``. Commenting the same lead twice is allowed and recorded twice.
 - Ids in answers are JSON numbers (the doc's example; its table says strings).
 - Latency applies to every answer, 429s included; it models the round trip.
+
+Test knobs (not Calltouch behaviour): a request gets at most one injected fault, the first
+injection that claims it. ``RATE_LIMIT``, ``SERVER_ERROR``, ``AUTH_FAILURE`` and
+``UNMAPPED_VIOLATION`` act before anything runs (an injected 429 does not use up the rate
+window); ``APPLY_THEN_DROP``, ``SLOW`` and ``MALFORMED_JSON`` act on whatever answer the request
+would get (normally a 200 after applying). A request the rate window rejects never reaches the
+faults. ``reset()`` also empties the rate window.
 """
 
 from __future__ import annotations
@@ -543,6 +550,9 @@ class CalltouchEmulator:
         """Wait the latency (and a SLOW delay), then answer, truncate or drop as told."""
         fault = injection.fault if injection is not None else None
         record.outcome = answer.outcome if fault is None else f"fault:{fault.value}"
+        # Set before the wait, so the ledger is right about requests still in flight.
+        if fault is not Fault.APPLY_THEN_DROP:
+            record.status = answer.status
         delay = self._draw_latency()
         if fault is Fault.SLOW:
             assert injection is not None
@@ -558,7 +568,6 @@ class CalltouchEmulator:
         if fault is Fault.MALFORMED_JSON:
             # A JSON object's proper prefix is never valid JSON: the closing brace is missing.
             body = body[: len(body) // 2]
-        record.status = answer.status
         headers = None
         if answer.status == 429 and self._retry_after is not None:
             headers = {"Retry-After": str(self._retry_after)}

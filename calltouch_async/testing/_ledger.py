@@ -33,12 +33,15 @@ class RequestRecord:
     remote: str
     """Client IP address."""
     status: int = 0
-    """HTTP status sent, or 0 if the connection was dropped (or no answer was decided yet)."""
+    """HTTP status sent (set once decided, before any latency), or 0 if the connection was
+    dropped or no answer was decided yet."""
     outcome: str = "pending"
     """``ok``, ``rate_limited``, ``auth_failed``, ``validation_error``, ``bad_request`` or
     ``fault:<name>``."""
     lead_count: int = 0
-    """Number of leads in the body when it parsed and ``comments`` was a list, else 0."""
+    """Number of leads in the body when it parsed and ``comments`` was a list, else 0. Bodies
+    are read only by requests that get that far: 429s, credential failures and faults that act
+    before executing keep 0."""
     fault: Fault | None = None
     """The injected fault this request got, if any."""
 
