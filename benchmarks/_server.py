@@ -4,7 +4,7 @@
 :class:`CalltouchEmulator` and a second tiny aiohttp server on loopback, then prints one JSON
 line ``{"base_url": ..., "control_url": ...}`` once both accept connections. The control
 server answers ``GET /_stats`` with the ledger figures (``?texts=1`` adds how many times
-each comment text was applied, ``?arrivals=1`` the accepted arrival times) and
+each comment text was applied, ``?arrivals=1`` every arrival time with its status) and
 ``POST /_reset`` with an empty ledger and rate window.
 
 The process ends when its stdin closes (the benchmark exits or closes the pipe) or on SIGTERM.
@@ -46,7 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
 def ledger_stats(emu: CalltouchEmulator, rate: int, *, texts: bool, arrivals: bool) -> dict:
     ledger = emu.ledger
     records = list(ledger.requests)
-    accepted = sorted(r.arrived_at for r in records if r.status not in (0, 429))
     every = sorted(r.arrived_at for r in records)
     sizes = [r.lead_count for r in records if r.status == 200]
     # The tightest `rate + 1` consecutive arrivals (429s included): the closest the client
@@ -69,7 +68,7 @@ def ledger_stats(emu: CalltouchEmulator, rate: int, *, texts: bool, arrivals: bo
     if texts:
         stats["texts"] = dict(Counter(a.text for a in ledger.applied))
     if arrivals:
-        stats["arrivals"] = accepted
+        stats["arrivals"] = sorted([r.arrived_at, r.status] for r in records)
     return stats
 
 

@@ -87,7 +87,7 @@ def measure(args: argparse.Namespace) -> Table:
                 stats = emu.stats(texts=True, arrivals=True)
             sent = [text_for(tag, i) for i in range(args.leads)]
             check = check_ledger(sent, reported, stats["texts"])
-            use = window_use(stats["arrivals"])
+            use = window_use([t for t, status in stats["arrivals"] if status not in (0, 429)])
             name = kind + (" (default)" if margin == DEFAULT_RATE_MARGIN and kind == "sliding"
                            else "")
             rate = (args.leads - check.lost) / wall

@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = datetime.now(UTC)
+    load_before = os.getloadavg()[0]
     began = time.perf_counter()
     sections: list[str] = []
     failed: list[str] = []
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- date: {started:%Y-%m-%d %H:%M} UTC; total wall time {total:.0f} s",
         *machine(),
         f"- revision: {git_revision()}",
+        f"- load average (1 min) at start / end: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
+        "(other work on the machine skews timings)",
         "- every benchmark runs the emulator in a separate process (loopback only); the "
         "client side is measured in its own process",
         "",
