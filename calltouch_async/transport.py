@@ -111,9 +111,11 @@ def _classify_data(status: int, data: ResponseData) -> Exchange:
         return Exchange(Reply.VIOLATIONS, status, "validation error", violations=data.violations)
     if status < 300 and data.comments is not None:
         return Exchange(Reply.OK, status, outcomes=data.comments)
+    if status < 300 and data.api_error_data is not None:
+        return Exchange(Reply.FAILED, status, _api_message(data))
     if status < 300:
-        # 200 without `comments`: an API error we cannot place; nothing says it ran.
-        return Exchange(Reply.FAILED, status, _api_message(data) or "no comments in answer")
+        # A success status with neither results nor an error: it may have run.
+        return Exchange(Reply.UNKNOWN, status, "answer without results or error")
     return Exchange(Reply.FAILED, status, f"HTTP {status}: {_api_message(data)}".rstrip(": "))
 
 

@@ -269,6 +269,7 @@ def test_other_4xx_is_failed_with_status_and_message() -> None:
     assert classify(404, b"<html>not found</html>").reply is Reply.FAILED
     assert classify(403, b"").reply is Reply.AUTH
     assert classify(200, b"<html>").reply is Reply.UNKNOWN
+    assert classify(200, b'{"data": {}}').reply is Reply.UNKNOWN  # may have run: not "failed"
 
 
 async def test_consumer_cancelled_mid_stream_leaks_nothing(emulator: EmulatorFactory) -> None:
