@@ -67,6 +67,7 @@ from typing import Final
 try:
     from redis import exceptions as _redis_errors
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
     from redis.commands.core import AsyncScript
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -189,7 +190,8 @@ class RedisRateLimiter:
     whatever process or machine it runs in. Implements the
     :class:`~calltouch_async.limiter.RateLimiter` protocol.
 
-    :param redis: an async client (``redis.asyncio.Redis``); the limiter never closes it.
+    :param redis: an async client, ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``
+        (all keys share one hash tag, so one slot); the limiter never closes it.
     :param key: names the budget; use different keys for budgets that must not be shared.
     :param host: the API host the budget is for (Calltouch limits per IP and host), part of
         every key name; must match the client's ``base_url`` host if that is not the default.
@@ -217,7 +219,7 @@ class RedisRateLimiter:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | RedisCluster,
         *,
         key: str = "calltouch",
         host: str = _DEFAULT_HOST,

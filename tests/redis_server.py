@@ -70,9 +70,10 @@ class RedisServer:
     """Start with :meth:`start` (or ``with``), stop with :meth:`stop`; :meth:`kill` simulates
     a crash and :meth:`start` brings it back on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.binary = find_server_binary()
         self.port = port if port is not None else free_port()
+        self.extra_args = extra_args
         self._tmp = tempfile.TemporaryDirectory(prefix="calltouch-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -96,6 +97,7 @@ class RedisServer:
             "--appendonly", "no",
             "--dir", self._tmp.name,
             "--logfile", str(log),
+            *self.extra_args,
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
@@ -130,7 +132,11 @@ class RedisServer:
         self._tmp.cleanup()
 
     def __enter__(self) -> RedisServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(

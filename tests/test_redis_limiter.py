@@ -28,6 +28,7 @@ import pytest
 import redis.asyncio as aredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from calltouch_async import CallMatch, CalltouchClient, LeadComment, RateLimiterUnavailableError
@@ -144,6 +145,33 @@ async def test_keys_share_one_hash_tag_namespaced_by_host(r: aredis.Redis) -> No
     assert not set(limiter.keys) & set(other_host.keys)
     with pytest.raises(ValueError, match="braces"):
         RedisRateLimiter(r, key="a}b")
+
+
+async def test_works_on_a_redis_cluster() -> None:
+    """A one-node cluster: the script's keys must hash to one slot (no CROSSSLOT error)."""
+    # The bus port is given: by default it is the port + 10000, too high for many free ports.
+    cluster_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-port", str(free_port()))  # fmt: skip
+    with RedisServer(extra_args=cluster_args) as server:
+        admin = aredis.Redis.from_url(server.url)
+        try:
+            await admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            for _ in range(200):
+                info = await admin.execute_command("CLUSTER", "INFO")
+                if b"cluster_state:ok" in info:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await admin.aclose()
+        cluster = RedisCluster.from_url(server.url)
+        try:
+            limiter = RedisRateLimiter(cluster, key=fresh_key(), rate=2, period=1.0)
+            slots = [await limiter.reserve(now_us=T0) for _ in range(3)]
+            assert [x.slot_us for x in slots] == [T0, T0, T0 + limiter.window_us]
+            await limiter.cooldown(0.01)
+            await limiter.acquire()
+        finally:
+            await cluster.aclose()
 
 
 def reference_slot(history: list[int], now: int, paused: int, rate: int, window: int) -> int:
