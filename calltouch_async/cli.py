@@ -1,0 +1,982 @@
+"""``calltouch-async``: comment leads from a JSON-lines file; a demo; the emulator standalone.
+
+Commands::
+
+    calltouch-async comment FILE [--site-id ID] [--base-url URL] [--out PATH]
+                                 [--max-in-flight N] [--no-progress]
+    calltouch-async demo [--leads N] [--seed S] [--latency-min S] [--latency-max S] [--jitter S]
+    calltouch-async emulator [--port P] [--calls N] [--requests M] ...
+
+``comment`` reads FILE (``-``: stdin), one lead per line in Calltouch's wire shape::
+
+    {"matching": [{"type": "call", "callParams": {"callId": 1}}], "addComment": "text"}
+
+Blank lines are skipped. A line that is not JSON or not that shape is reported (with its line
+number) as an ``invalid`` result and the rest proceeds. Input is streamed: memory stays
+constant whatever the file size. The access token is read only from ``CALLTOUCH_ACCESS_TOKEN``
+(a command-line flag would show in ``ps`` and shell history); the site id from ``--site-id``
+or ``CALLTOUCH_SITE_ID``. Results go to ``--out`` (default stdout) as JSON lines with
+``index`` (0-based position among the file's leads), ``line`` (1-based), ``status``,
+``call_id``, ``request_id`` and ``error``; a progress line and the summary go to stderr.
+
+Exit codes of ``comment`` (a stopped run wins; otherwise the worst lead status):
+
+    0    every lead was commented or not_commented (Calltouch found no lead for it)
+    1    an unexpected error stopped the run
+    2    usage error: bad arguments, no token or site id, FILE or --out cannot be opened
+    3    Calltouch refused the credentials (site id or access token)
+    4    some leads invalid or rejected: the input lines the results name need fixing
+    5    some leads failed: definitely not applied, safe to send again
+    6    some leads unknown: sent but unanswered; they may or may not have been applied
+    130  interrupted (Ctrl-C); unanswered leads are written as unknown
+
+``demo`` exits 0 when the run checks out (its deliberately bad lines are expected), 1 when a
+ledger check fails, otherwise the ``comment`` code for unexpected failed or unknown leads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from contextlib import ExitStack, aclosing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Final, TextIO, TypeAlias, cast
+
+import msgspec
+
+from ._constants import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_IN_FLIGHT,
+    MAX_LEADS_PER_REQUEST,
+    RATE_LIMIT_PERIOD,
+    RATE_LIMIT_REQUESTS,
+)
+from .client import CalltouchClient
+from .errors import AuthError, CalltouchError
+from .models import (
+    CallContactMatch,
+    CallMatch,
+    CommentResult,
+    CommentStatus,
+    LeadComment,
+    RequestContactMatch,
+    format_date,
+)
+
+if TYPE_CHECKING:
+    from .testing import CalltouchEmulator, Ledger
+
+__all__ = [
+    "EXIT_AUTH",
+    "EXIT_ERROR",
+    "EXIT_FAILED",
+    "EXIT_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_UNKNOWN",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_AUTH: Final = 3
+EXIT_INPUT: Final = 4
+EXIT_FAILED: Final = 5
+EXIT_UNKNOWN: Final = 6
+EXIT_INTERRUPTED: Final = 130
+
+TOKEN_ENV: Final = "CALLTOUCH_ACCESS_TOKEN"
+SITE_ID_ENV: Final = "CALLTOUCH_SITE_ID"
+
+PROG: Final = "calltouch-async"
+_EPILOG: Final = """\
+exit codes (comment):
+  0    every lead was commented or not_commented
+  1    an unexpected error stopped the run
+  2    usage error (arguments, missing token/site id, unreadable FILE)
+  3    Calltouch refused the credentials
+  4    some leads invalid or rejected (fix those input lines)
+  5    some leads failed (not applied; safe to send again)
+  6    some leads unknown (sent, unanswered: may or may not be applied)
+  130  interrupted (Ctrl-C)
+the worst lead status wins: unknown > failed > invalid/rejected.
+
+environment:
+  CALLTOUCH_ACCESS_TOKEN  the API key (required by comment; never accepted as a flag)
+  CALLTOUCH_SITE_ID       the site id, unless --site-id is given
+"""
+
+# Leads Calltouch may take per second: 100 per request, 5 requests a second.
+CEILING_LEADS_PER_SECOND: Final = MAX_LEADS_PER_REQUEST * RATE_LIMIT_REQUESTS / RATE_LIMIT_PERIOD
+
+_INPUT_STATUSES: Final = frozenset({CommentStatus.INVALID, CommentStatus.REJECTED})
+_SHOWN_MALFORMED: Final = 5  # malformed lines quoted on stderr; the rest only counted
+
+
+class _UsageError(Exception):
+    """A problem with the command line or environment: exit 2 with one line on stderr."""
+
+
+# --------------------------------------------------------------------------- reading lines
+
+_CHUNK: Final = 64 * 1024
+# Far above any valid lead (1000-character comment, 20 matching entries): a longer line is
+# skipped to its end instead of being held in memory whole.
+_MAX_LINE: Final = 1024 * 1024
+_READ_AHEAD: Final = 8  # chunks the reader thread may hold before the loop takes them
+
+#: A line without its newline; ``None`` stands for a line too long to keep.
+Line: TypeAlias = bytes | None
+
+
+def line_batches(read: Callable[[int], bytes]) -> Iterator[list[Line]]:
+    """The complete lines of each chunk ``read`` returns (a last line may lack its newline)."""
+    pending = bytearray()
+    skipping = False  # inside an over-long line: drop bytes until its newline
+    while chunk := read(_CHUNK):
+        lines: list[Line] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if skipping:
+                lines.append(None)
+                skipping = False
+            else:
+                pending += chunk[start:end]
+                lines.append(bytes(pending) if len(pending) <= _MAX_LINE else None)
+            pending.clear()
+            start = end + 1
+        if not skipping:
+            pending += chunk[start:]
+            if len(pending) > _MAX_LINE:
+                pending.clear()
+                skipping = True
+        if lines:
+            yield lines
+    if skipping:
+        yield [None]
+    elif pending:
+        yield [bytes(pending)]
+
+
+class _EndOfInput:
+    pass
+
+
+_EOF: Final = _EndOfInput()
+
+
+class LineReader:
+    """Lines of a file descriptor, read by a daemon thread and handed to the event loop.
+
+    A thread, because stdin may be a pipe or a terminal that blocks; a daemon thread of our
+    own rather than ``asyncio.to_thread``, because ``asyncio.run`` joins the default executor
+    at exit, so Ctrl-C would hang until a silent stdin sent another line. Raw ``os.read``
+    (not ``sys.stdin.buffer``) so the thread never holds a buffered object's lock at exit.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._room = threading.Semaphore(_READ_AHEAD)
+        self._stop = threading.Event()
+        self._queue: asyncio.Queue[list[Line] | _EndOfInput | OSError] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def batches(self) -> AsyncIterator[list[Line]]:
+        self._loop = asyncio.get_running_loop()
+        threading.Thread(target=self._work, name="calltouch-async-reader", daemon=True).start()
+        try:
+            while True:
+                item = await self._queue.get()
+                self._room.release()
+                if isinstance(item, _EndOfInput):
+                    return
+                if isinstance(item, OSError):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            self._room.release()  # wake the thread if it waits for room, so it sees the stop
+
+    def _work(self) -> None:
+        try:
+            for batch in line_batches(self._read):
+                if not self._post(batch):
+                    return
+            self._post(_EOF)
+        except OSError as exc:
+            self._post(exc)
+
+    def _read(self, size: int) -> bytes:
+        self._room.acquire()
+        return b"" if self._stop.is_set() else os.read(self._fd, size)
+
+    def _post(self, item: list[Line] | _EndOfInput | OSError) -> bool:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------- results
+
+
+class ResultRecord(msgspec.Struct, omit_defaults=False):
+    """One line of the results file."""
+
+    index: int
+    line: int
+    status: str
+    call_id: int | str | None = None
+    request_id: int | str | None = None
+    error: str | None = None
+
+
+_record_encoder = msgspec.json.Encoder()
+
+
+class Progress:
+    """One ``\\r``-rewritten stderr line: leads done, leads/s, counts per status.
+
+    Drawn at most ``1 / interval`` times a second and only on a terminal; ``say`` prints a
+    message above it so log lines and notes do not tear it.
+    """
+
+    def __init__(
+        self, stream: TextIO, *, enabled: bool, total: int | None, interval: float = 0.1
+    ) -> None:
+        self._stream = stream
+        self._enabled = enabled
+        self._total = total
+        self._interval = interval
+        self._started = time.monotonic()
+        self._drawn_at = 0.0
+        self._shown = False
+
+    def update(self, done: int, counts: Counter[str], *, force: bool = False) -> None:
+        if not self._enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._drawn_at < self._interval:
+            return
+        self._drawn_at = now
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        text = self._fit(done, counts, now - self._started, width)
+        self._stream.write(f"\r{text}\x1b[K")
+        self._stream.flush()
+        self._shown = True
+
+    def _fit(self, done: int, counts: Counter[str], elapsed: float, width: int) -> str:
+        """The fullest line that fits: drop the bar, then the ETA, then cut the end."""
+        rate = done / elapsed if elapsed > 0 else 0.0
+        tally = " ".join(f"{s.value} {counts[s]:,}" for s in CommentStatus if counts[s])
+        head, bar, eta = f"{done:,} leads", "", ""
+        if self._total:
+            fraction = min(done / self._total, 1.0)
+            filled = round(fraction * 10)
+            bar = f"[{'#' * filled}{'.' * (10 - filled)}] {fraction:.0%} "
+            head = f"{done:,}/{self._total:,}"
+            if rate > 0 and done < self._total:
+                eta = f"  ETA {(self._total - done) / rate:,.0f}s"
+        for parts in ((bar, eta), ("", eta), ("", "")):
+            text = f"{parts[0]}{head}  {rate:,.0f}/s{parts[1]}  {tally}"
+            if len(text) <= width:
+                return text
+        return text[:width]
+
+    def clear(self) -> None:
+        if self._shown:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+            self._shown = False
+
+    def say(self, message: str) -> None:
+        self.clear()
+        print(message, file=self._stream, flush=True)
+
+
+class _ProgressLogHandler(logging.Handler):
+    """Client warnings (retries, unknown outcomes) printed above the progress line."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.WARNING)
+        self._progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._progress.say(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+class ResultSink:
+    """Writes result lines, counts statuses, and keeps the progress line current."""
+
+    def __init__(self, out: BinaryIO, progress: Progress) -> None:
+        self.out = out
+        self.progress = progress
+        self.counts: Counter[str] = Counter()
+        self.malformed = 0
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def write(self, record: ResultRecord) -> None:
+        self.out.write(_record_encoder.encode(record) + b"\n")
+        self.counts[record.status] += 1
+        self.progress.update(self.done, self.counts)
+
+    def add_result(self, result: CommentResult, ordinal: int, line: int) -> None:
+        call, request = result.call_info, result.request_info
+        self.write(
+            ResultRecord(
+                index=ordinal,
+                line=line,
+                status=result.status.value,
+                call_id=call.call_id if call is not None else None,
+                request_id=request.request_id if request is not None else None,
+                error=_local_paths(result.error, result.index),
+            )
+        )
+
+    def add_malformed(self, ordinal: int, line: int, reason: str) -> None:
+        self.malformed += 1
+        if self.malformed <= _SHOWN_MALFORMED:
+            self.progress.say(f"line {line}: malformed lead: {reason}")
+        error = f"malformed line: {reason}"
+        self.write(ResultRecord(ordinal, line, CommentStatus.INVALID.value, error=error))
+
+
+def _local_paths(error: str | None, index: int) -> str | None:
+    # The client names a lead ``comments[i]`` by its position in what it was given, which is
+    # not the file's numbering; the record's ``line`` already says which lead it is.
+    if error is None:
+        return None
+    prefix = f"comments[{index}]"
+    return error.replace(prefix + ".", "").replace(prefix, "lead")
+
+
+# --------------------------------------------------------------------------- the comment path
+
+_lead_decoder = msgspec.json.Decoder(LeadComment)
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+class LeadSource:
+    """Turns lines into leads for ``comment_many``; malformed lines become results at once.
+
+    ``origin`` maps ``comment_many``'s index to (position among the file's leads, line
+    number) for the leads handed over and not yet answered; entries are removed as results
+    arrive, so it holds at most what the client holds in flight.
+    """
+
+    def __init__(self, batches: AsyncIterator[list[Line]], sink: ResultSink) -> None:
+        self._batches = batches
+        self._sink = sink
+        self.origin: dict[int, tuple[int, int]] = {}
+        self.lines_read = 0
+        self.finished = False
+
+    async def leads(self) -> AsyncIterator[LeadComment]:
+        handed = ordinal = 0
+        async for batch in self._batches:
+            for raw in batch:
+                self.lines_read += 1
+                if raw is not None and self.lines_read == 1:
+                    raw = raw.removeprefix(_BOM)  # spreadsheet exports often start with one
+                if raw is not None and not raw.strip():
+                    continue
+                lead = self._decode(raw, ordinal)
+                if lead is not None:
+                    self.origin[handed] = (ordinal, self.lines_read)
+                    handed += 1
+                    yield lead
+                ordinal += 1
+            # Decoding a chunk's leads never suspends, and neither does the client reading
+            # them; without a turn for the loop here, requests already holding a rate permit
+            # would wait behind ~1,000 leads of parsing and reach Calltouch late, bunched
+            # with the next ones (the emulator then answers 429).
+            await asyncio.sleep(0)
+        self.finished = True
+
+    def _decode(self, raw: Line, ordinal: int) -> LeadComment | None:
+        if raw is None:
+            reason = f"longer than {_MAX_LINE:,} bytes"
+        else:
+            try:
+                return _lead_decoder.decode(raw)
+            except msgspec.DecodeError as exc:
+                reason = str(exc)
+        self._sink.add_malformed(ordinal, self.lines_read, reason)
+        return None
+
+    def take(self, index: int) -> tuple[int, int]:
+        return self.origin.pop(index)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where and as whom to comment. The token is kept out of ``repr``."""
+
+    site_id: str
+    token: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+
+
+@dataclass
+class Outcome:
+    """What a ``comment`` run did, for the summary and the exit code."""
+
+    counts: Counter[str]
+    elapsed: float
+    unanswered: int = 0
+    next_line: int | None = None  # first input line not read, when the run stopped early
+    stopped: str | None = None  # why the run stopped early: "auth", "interrupt", "error"
+    malformed: int = 0
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def exit_code(self, *, expected: frozenset[str] = frozenset()) -> int:
+        """The documented code; statuses in ``expected`` (the demo's deliberate ones) are
+        not held against the run."""
+        if self.stopped == "interrupt":
+            return EXIT_INTERRUPTED
+        if self.stopped == "auth":
+            return EXIT_AUTH
+        if self.stopped == "error":
+            return EXIT_ERROR
+        seen = {status for status, n in self.counts.items() if n} - expected
+        if CommentStatus.UNKNOWN in seen:
+            return EXIT_UNKNOWN
+        if CommentStatus.FAILED in seen:
+            return EXIT_FAILED
+        if seen & _INPUT_STATUSES:
+            return EXIT_INPUT
+        return EXIT_OK
+
+
+async def comment_file(
+    fd: int, out: BinaryIO, settings: Settings, progress: Progress
+) -> Outcome:
+    """The ``comment`` command's work: read leads from ``fd``, comment them, write results.
+
+    Never raises for an auth error or Ctrl-C: the outcome says the run stopped, and every
+    lead handed to the client without an answer is written as ``unknown``.
+    """
+    sink = ResultSink(out, progress)
+    source = LeadSource(LineReader(fd).batches(), sink)
+    outcome = Outcome(sink.counts, 0.0)
+    started = time.monotonic()
+    try:
+        await _comment_all(source, sink, settings)
+    except AuthError as exc:
+        progress.say(f"error: {exc}")
+        outcome.stopped = "auth"
+    except CalltouchError as exc:
+        progress.say(f"error: {exc}")
+        outcome.stopped = "error"
+    except asyncio.CancelledError:
+        # Ctrl-C under asyncio.run cancels this task; returning (not re-raising) lets the
+        # summary and the exit code still be produced.
+        outcome.stopped = "interrupt"
+    outcome.elapsed = time.monotonic() - started
+    outcome.unanswered = _write_unanswered(source, sink, outcome.stopped)
+    if outcome.stopped and not source.finished:
+        outcome.next_line = source.lines_read + 1
+    outcome.malformed = sink.malformed
+    out.flush()
+    progress.clear()
+    return outcome
+
+
+async def _comment_all(source: LeadSource, sink: ResultSink, settings: Settings) -> None:
+    async with CalltouchClient(
+        settings.site_id,
+        settings.token,
+        base_url=settings.base_url,
+        max_in_flight=settings.max_in_flight,
+    ) as client:
+        # comment_many returns an async generator (typed as an iterator): closing it at once
+        # on any exit stops its requests instead of leaving that to garbage collection.
+        stream = cast(AsyncGenerator[CommentResult, None], client.comment_many(source.leads()))
+        async with aclosing(stream) as results:
+            async for result in results:
+                sink.add_result(result, *source.take(result.index))
+
+
+def _write_unanswered(source: LeadSource, sink: ResultSink, stopped: str | None) -> int:
+    # Handed to the client but never answered: some may have been sent, so "unknown" is the
+    # only honest status. Writing them lets the operator re-check exactly these lines.
+    why = "interrupted" if stopped == "interrupt" else "the run stopped"
+    error = f"{why} before an answer: may or may not have been applied"
+    for ordinal, line in sorted(source.origin.values()):
+        sink.write(ResultRecord(ordinal, line, CommentStatus.UNKNOWN.value, error=error))
+    count = len(source.origin)
+    source.origin.clear()
+    return count
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summary_lines(outcome: Outcome) -> list[str]:
+    """The end-of-run report: counts per status, elapsed time, leads/s."""
+    rate = outcome.done / outcome.elapsed if outcome.elapsed > 0 else 0.0
+    lines = [f"{outcome.done:,} leads in {outcome.elapsed:,.1f} s ({rate:,.0f} leads/s)"]
+    for status in CommentStatus:
+        if outcome.counts[status]:
+            lines.append(f"  {status.value:<14}{outcome.counts[status]:>10,}")
+    if outcome.malformed:
+        lines.append(f"  ({outcome.malformed:,} malformed lines, counted as invalid)")
+    if outcome.stopped:
+        lines.extend(_stopped_lines(outcome))
+    return lines
+
+
+def _stopped_lines(outcome: Outcome) -> list[str]:
+    answered = outcome.done - outcome.unanswered
+    what = "interrupted" if outcome.stopped == "interrupt" else "stopped"
+    lines = [
+        f"{what}: {answered:,} leads answered; {outcome.unanswered:,} handed to the client "
+        "without an answer (written as unknown: they may or may not have been applied)"
+    ]
+    if outcome.next_line is not None:
+        lines.append(f"input not read from line {outcome.next_line:,} on")
+    return lines
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _comment_settings(args: argparse.Namespace) -> Settings:
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise _UsageError(f"set {TOKEN_ENV} to the API key (it is never taken as a flag)")
+    site_id = (args.site_id or os.environ.get(SITE_ID_ENV, "")).strip()
+    if not site_id:
+        raise _UsageError(f"give --site-id or set {SITE_ID_ENV}")
+    return Settings(site_id, token, args.base_url, args.max_in_flight)
+
+
+def _open_input(name: str, stack: ExitStack) -> int:
+    """The file descriptor to read leads from."""
+    if name == "-":
+        if sys.stdin.isatty():
+            print("reading leads from the terminal; end with Ctrl-D", file=sys.stderr)
+        return sys.stdin.fileno()
+    try:
+        handle = stack.enter_context(open(name, "rb"))  # noqa: SIM115 - closed by the stack
+    except OSError as exc:
+        raise _UsageError(f"cannot open {name}: {exc.strerror}") from None
+    return handle.fileno()
+
+
+def _count_lines(path: str) -> int | None:
+    # One quick pass so the bar can show a percentage; a rate-limited run takes far longer.
+    try:
+        with open(path, "rb") as handle:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except OSError:
+        return None
+
+
+def _open_output(name: str, stack: ExitStack) -> BinaryIO:
+    if name == "-":
+        return sys.stdout.buffer
+    try:
+        return stack.enter_context(open(name, "wb"))
+    except OSError as exc:
+        raise _UsageError(f"cannot write {name}: {exc.strerror}") from None
+
+
+def _run_comment(args: argparse.Namespace) -> int:
+    settings = _comment_settings(args)
+    show = not args.no_progress and sys.stderr.isatty()
+    with ExitStack() as stack:
+        fd = _open_input(args.file, stack)
+        out = _open_output(args.out, stack)
+        total = _count_lines(args.file) if show and args.file != "-" else None
+        progress = Progress(sys.stderr, enabled=show, total=total)
+        with _client_logs_to(progress):
+            outcome = asyncio.run(comment_file(fd, out, settings, progress))
+    for line in summary_lines(outcome):
+        print(line, file=sys.stderr)
+    return outcome.exit_code()
+
+
+@contextmanager
+def _client_logs_to(progress: Progress) -> Iterator[None]:
+    """Route the client's warnings above the progress line for the duration of a run."""
+    logger = logging.getLogger("calltouch_async")
+    handler, propagate = _ProgressLogHandler(progress), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False  # or Python's last-resort handler prints them a second time
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+# --------------------------------------------------------------------------- demo
+
+DEMO_SITE_ID: Final = 12345
+DEMO_TOKEN: Final = "demo-token"  # the emulator's own, not a Calltouch key
+_DEMO_SEARCH_DEPTH: Final = 60  # minutes
+
+# Lines the demo plants so its summary shows what operators will meet in real exports.
+_MALFORMED_LINES: Final = (
+    b'{"matching": [{"type": "call", "callParams": {"callId": 1}}], "addComment": "cut',
+    b'{"addComment": "a lead without matching"}',
+    b'{"matching": [{"type": "fax", "faxParams": {}}], "addComment": "unknown type"}',
+    b'{"matching": [{"type": "call", "callParams": {"callId": "12"}}], "addComment": "x"}',
+    b"[1, 2, 3]",
+)
+
+
+def _demo_text(line: int) -> str:
+    # Unique per line, so the ledger can tell a comment applied twice from two comments.
+    return f"Demo comment for line {line}: client called back, interested in the offer"
+
+
+def _invalid_leads(line: int) -> list[LeadComment]:
+    """Well-formed leads the client refuses locally (never sent, cost nothing)."""
+    text = _demo_text(line)
+    return [
+        LeadComment(matching=[CallMatch(call_id=1)], comment="   "),
+        LeadComment(matching=[CallMatch(call_id=1)], comment="x" * 1001),
+        LeadComment(matching=[], comment=text),
+        LeadComment(matching=[CallMatch(call_id=0)], comment=text),
+    ]
+
+
+def _rejected_leads(line: int) -> list[LeadComment]:
+    """Leads only the server's validation refuses: the client does not check phone or
+    e-mail formats, so these are sent and Calltouch's violations name them."""
+    when, depth = "01-10-2020 12:00:00", _DEMO_SEARCH_DEPTH
+    bad_email = RequestContactMatch(
+        emails=["not-an-email"], date=when, search_depth=depth, request_type_to_match="nearest"
+    )
+    bad_phone = CallContactMatch(
+        phones=["no digits here"], date=when, search_depth=depth, call_type_to_match="nearest"
+    )
+    text = _demo_text(line)
+    return [LeadComment(matching=[bad_email], comment=text),
+            LeadComment(matching=[bad_phone], comment=text)]
+
+
+_PLANTED: Final = len(_MALFORMED_LINES) + len(_invalid_leads(0)) + len(_rejected_leads(0))
+
+
+def _planted_line(k: int, line: int) -> bytes:
+    """The ``k``-th deliberately bad line: malformed ones first, then invalid, then rejected."""
+    if k < len(_MALFORMED_LINES):
+        return _MALFORMED_LINES[k]
+    leads = [*_invalid_leads(line), *_rejected_leads(line)]
+    return msgspec.json.encode(leads[k - len(_MALFORMED_LINES)])
+
+
+def _good_lead(emu: CalltouchEmulator, rng: random.Random, line: int) -> LeadComment:
+    """Mostly calls by id; some by a call's phone and time, some requests by e-mail, a few
+    that match nothing."""
+    text, roll = _demo_text(line), rng.random()
+    if roll < 0.80:
+        call_id = rng.randint(1, len(emu.calls))
+        return LeadComment(matching=[CallMatch(call_id=call_id)], comment=text)
+    if roll < 0.88:
+        call = emu.calls[rng.randint(1, len(emu.calls))]
+        match = CallContactMatch(
+            phones=[call.phones[0]], date=format_date(call.time),
+            search_depth=_DEMO_SEARCH_DEPTH, call_type_to_match="nearest",
+        )
+        return LeadComment(matching=[match], comment=text)
+    if roll < 0.97:
+        request = emu.requests[rng.randint(1, len(emu.requests))]
+        req_match = RequestContactMatch(
+            emails=[request.emails[0]], date=format_date(request.time),
+            search_depth=_DEMO_SEARCH_DEPTH, request_type_to_match="nearest",
+        )
+        return LeadComment(matching=[req_match], comment=text)
+    missing = len(emu.calls) + rng.randint(1, 1_000_000)
+    return LeadComment(matching=[CallMatch(call_id=missing)], comment=text)
+
+
+def write_demo_leads(emu: CalltouchEmulator, path: Path, count: int, seed: int) -> None:
+    """``count`` lines of leads for ``emu``'s data, a handful of bad ones spread evenly."""
+    rng = random.Random(seed)
+    planted = min(_PLANTED, count // 20)
+    at = {round((k + 1) * count / (planted + 1)): k for k in range(planted)}
+    encode = msgspec.json.Encoder().encode
+    with path.open("wb") as out:
+        for line in range(1, count + 1):
+            if line in at:
+                out.write(_planted_line(at[line], line))
+            else:
+                out.write(encode(_good_lead(emu, rng, line)))
+            out.write(b"\n")
+
+
+@dataclass
+class LedgerCheck:
+    """What the emulator's ledger says about the run, against the results file."""
+
+    duplicates: int  # comment texts applied more than once
+    commented: int  # leads the client reported commented
+    missing: int  # ... of which the ledger has no trace
+    applied: int  # comments the ledger holds
+
+    @property
+    def ok(self) -> bool:
+        return self.duplicates == 0 and self.missing == 0 and self.applied == self.commented
+
+
+def check_ledger(ledger: Ledger, results: Path) -> LedgerCheck:
+    applied = {(a.kind, a.lead_id, a.text) for a in ledger.applied}
+    duplicates = sum(1 for n in ledger.text_counts().values() if n > 1)
+    decoder = msgspec.json.Decoder(ResultRecord)
+    commented = missing = 0
+    with results.open("rb") as handle:
+        for raw in handle:
+            record = decoder.decode(raw)
+            if record.status != CommentStatus.COMMENTED:
+                continue
+            commented += 1
+            key: tuple[str, int | str | None, str]
+            if record.call_id is not None:
+                key = ("call", record.call_id, _demo_text(record.line))
+            else:
+                key = ("request", record.request_id, _demo_text(record.line))
+            missing += key not in applied
+    return LedgerCheck(duplicates, commented, missing, ledger.applied_total)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    if args.latency_min > args.latency_max:
+        raise _UsageError("--latency-min must not exceed --latency-max")
+    emu = _demo_emulator(args)
+    show = not args.no_progress and sys.stderr.isatty()
+    with tempfile.TemporaryDirectory(prefix="calltouch-demo-") as tmp:
+        leads, results = Path(tmp, "leads.jsonl"), Path(tmp, "results.jsonl")
+        write_demo_leads(emu, leads, args.leads, args.seed)
+        progress = Progress(sys.stderr, enabled=show, total=args.leads)
+        with open(leads, "rb") as src, results.open("wb") as out, _client_logs_to(progress):
+            outcome = asyncio.run(_demo_comment(emu, src.fileno(), out, progress, args))
+        check = check_ledger(emu.ledger, results)
+    for line in summary_lines(outcome):
+        print(line, file=sys.stderr)
+    print("\n".join(demo_table(outcome, check, emu.ledger)))
+    expected = frozenset({CommentStatus.INVALID.value, CommentStatus.REJECTED.value})
+    code = outcome.exit_code(expected=expected)
+    return EXIT_ERROR if code == EXIT_OK and not check.ok else code
+
+
+def _demo_emulator(args: argparse.Namespace) -> CalltouchEmulator:
+    from .testing import CalltouchEmulator  # the comment path never needs the emulator
+
+    emu = CalltouchEmulator(
+        site_id=DEMO_SITE_ID,
+        access_token=DEMO_TOKEN,
+        latency=(args.latency_min, args.latency_max),
+        inbound_jitter=args.jitter,
+        seed=args.seed,
+    )
+    emu.generate(calls=max(50, args.leads // 2), requests=max(20, args.leads // 5), seed=args.seed)
+    return emu
+
+
+async def _demo_comment(
+    emu: CalltouchEmulator, fd: int, out: BinaryIO, progress: Progress, args: argparse.Namespace
+) -> Outcome:
+    # The emulator serves on this same loop: simplest, and enough for a demo's load.
+    async with emu:
+        _say_demo_intro(emu, args)
+        settings = Settings(str(DEMO_SITE_ID), DEMO_TOKEN, emu.base_url)
+        return await comment_file(fd, out, settings, progress)
+
+
+def _say_demo_intro(emu: CalltouchEmulator, args: argparse.Namespace) -> None:
+    print(
+        f"Demo: {args.leads:,} leads against the built-in emulator at {emu.base_url} "
+        f"({len(emu.calls):,} calls, {len(emu.requests):,} requests; strict window of "
+        f"{RATE_LIMIT_REQUESTS} requests per {RATE_LIMIT_PERIOD:g} s; latency "
+        f"{args.latency_min:g}-{args.latency_max:g} s, jitter {args.jitter:g} s). "
+        f"Expect about {args.leads / CEILING_LEADS_PER_SECOND:,.0f} s.",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def demo_table(outcome: Outcome, check: LedgerCheck, ledger: Ledger) -> list[str]:
+    rate = outcome.done / outcome.elapsed if outcome.elapsed > 0 else 0.0
+    share = f"{rate:,.0f} leads/s = {rate / CEILING_LEADS_PER_SECOND:.0%} of the " \
+        f"{CEILING_LEADS_PER_SECOND:,.0f}/s ceiling"
+    if outcome.elapsed < 2 * RATE_LIMIT_PERIOD:
+        share += " (a run this short is mostly the first burst)"
+    too_many = ledger.count("rate_limited")
+    rows = [
+        ("leads", f"{outcome.done:,} in {outcome.elapsed:,.1f} s"),
+        *((f"  {s.value}", f"{outcome.counts[s]:,}") for s in CommentStatus),
+        ("throughput", share),
+        ("requests sent", f"{len(ledger.requests):,}"),
+        ("429s from the emulator",
+         f"{too_many} (retried; a 429 executes nothing)" if too_many else "0"),
+        ("max requests in any 1 s", f"{ledger.max_in_window(1.0)} (limit {RATE_LIMIT_REQUESTS})"),
+        ("comments applied twice+", f"{check.duplicates} (must be 0)"),
+        ("commented leads in ledger", f"{check.commented - check.missing:,} of "
+         f"{check.commented:,}; ledger holds {check.applied:,} comments"),
+        ("verdict", "OK: every comment applied at most once, every commented lead applied"
+         if check.ok else "FAILED: the ledger disagrees with the results"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return ["", "Demo summary", *(f"  {name:<{width}}  {value}" for name, value in rows)]
+
+
+# --------------------------------------------------------------------------- emulator
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    from .testing import serve_forever
+    from .testing.__main__ import emulator_from_args
+
+    try:
+        emulator = emulator_from_args(args)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    try:
+        asyncio.run(serve_forever(emulator, ready=_announce_emulator))
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    except OSError as exc:  # e.g. the port is taken
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _announce_emulator(emulator: CalltouchEmulator) -> None:
+    from .testing import COMMENT_PATH
+
+    print(f"Calltouch emulator listening on {emulator.base_url}", flush=True)
+    print(f"  POST {emulator.base_url}{COMMENT_PATH}", flush=True)
+    print(
+        f"  {len(emulator.calls):,} calls, {len(emulator.requests):,} requests; Ctrl-C to stop",
+        flush=True,
+    )
+
+
+# --------------------------------------------------------------------------- parser and main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Comment Calltouch leads in bulk, within the API's 5 requests/second.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_comment_parser(commands)
+    _add_demo_parser(commands)
+    _add_emulator_parser(commands)
+    return parser
+
+
+def _add_comment_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "comment",
+        help="comment the leads of a JSON-lines file",
+        description="Comment every lead of FILE (JSON lines in Calltouch's wire shape: "
+        '{"matching": [...], "addComment": "..."}), writing one result line per lead.',
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE", help="JSON-lines file of leads, or - for stdin")
+    p.add_argument("--site-id", help=f"Calltouch site id (default: ${SITE_ID_ENV})")
+    p.add_argument("--base-url", default=DEFAULT_BASE_URL, help="API base URL (%(default)s)")
+    p.add_argument(
+        "--out", default="-", metavar="PATH", help="results as JSON lines (default: - = stdout)"
+    )
+    p.add_argument(
+        "--max-in-flight", type=_positive_int, default=DEFAULT_MAX_IN_FLIGHT, metavar="N",
+        help="requests running at once (%(default)s)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.set_defaults(run=_run_comment)
+
+
+def _add_demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "demo",
+        help="comment synthetic leads against the built-in emulator",
+        description="Start the emulator in this process (strict 5 requests/second window), "
+        "write a synthetic lead file with a few deliberately bad lines, run the real comment "
+        "path on it, and check the emulator's ledger.",
+    )
+    p.add_argument("--leads", type=_positive_int, default=10_000, help="(%(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="(%(default)s)")
+    p.add_argument("--latency-min", type=_non_negative_float, default=0.05, metavar="S",
+                   help="emulator answer latency, lower bound in seconds (%(default)s)")
+    p.add_argument("--latency-max", type=_non_negative_float, default=0.3, metavar="S",
+                   help="emulator answer latency, upper bound in seconds (%(default)s)")
+    p.add_argument("--jitter", type=_non_negative_float, default=0.03, metavar="S",
+                   help="network spread before requests reach the emulator (%(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.set_defaults(run=_run_demo)
+
+
+def _add_emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .testing.__main__ import build_parser as emulator_parser
+
+    commands.add_parser(
+        "emulator",
+        parents=[emulator_parser()],
+        add_help=False,  # the parent brings its own -h
+        help="run the local Calltouch emulator until Ctrl-C",
+        description="Run a local Calltouch comment API emulator (for trying the client).",
+    ).set_defaults(run=_run_emulator)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or argparse's own usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except _UsageError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the event loop
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
