@@ -13,7 +13,9 @@ all draw on one::
     async with CalltouchClient(site_id, token, rate_limiter=RedisRateLimiter(r)) as client:
         ...
 
-Needs the optional extra: ``pip install 'calltouch-async[redis]'``.
+Needs the optional extra: ``pip install 'calltouch-async[redis]'``, and Redis 5 or later or
+Valkey (the script reads ``TIME`` before writing, which needs scripts replicated by effects,
+the default since Redis 5).
 
 How a start is granted
 ----------------------
