@@ -51,7 +51,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, S
 from contextlib import ExitStack, aclosing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Final, TextIO, TypeAlias, cast
+from typing import TYPE_CHECKING, BinaryIO, Final, NoReturn, TextIO, TypeAlias, cast
 
 import msgspec
 
@@ -896,21 +896,45 @@ def _announce_emulator(emulator: CalltouchEmulator) -> None:
 # --------------------------------------------------------------------------- parser and main
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that its errors never echo argument values.
+
+    ``unrecognized arguments: --token SECRET`` would print a key someone tried to pass as
+    a flag; only the option names are shown.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            words = message[len(prefix):].split()
+            names = [word.split("=", 1)[0] for word in words if word.startswith("-")]
+            message = prefix + (" ".join(names) or "(values not shown)")
+            if any("token" in name.lower() for name in names):
+                message += f"; the access token is read from ${TOKEN_ENV} only"
+        super().error(message)
+
+
+_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Comment Calltouch leads in bulk, within the API's 5 requests/second.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Typed as plain ArgumentParser subcommands so the emulator's parser can be a parent.
+    commands = cast(
+        _Commands, parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    )
     _add_comment_parser(commands)
     _add_demo_parser(commands)
     _add_emulator_parser(commands)
     return parser
 
 
-def _add_comment_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_comment_parser(commands: _Commands) -> None:
     p = commands.add_parser(
         "comment",
         help="comment the leads of a JSON-lines file",
@@ -933,7 +957,7 @@ def _add_comment_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     p.set_defaults(run=_run_comment)
 
 
-def _add_demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_demo_parser(commands: _Commands) -> None:
     p = commands.add_parser(
         "demo",
         help="comment synthetic leads against the built-in emulator",
@@ -953,7 +977,7 @@ def _add_demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     p.set_defaults(run=_run_demo)
 
 
-def _add_emulator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_emulator_parser(commands: _Commands) -> None:
     from .testing.__main__ import build_parser as emulator_parser
 
     commands.add_parser(

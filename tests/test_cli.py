@@ -1,0 +1,326 @@
+"""The ``calltouch-async`` command line, run as a subprocess against the emulator.
+
+The emulator serves on the test's event loop, so the CLI runs through
+``asyncio.create_subprocess_exec`` (a blocking ``subprocess.run`` would stall the emulator).
+What the emulator's ledger recorded is the oracle; the results file is checked against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from calltouch_async.cli import (
+    EXIT_AUTH,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    EXIT_USAGE,
+    main,
+)
+from calltouch_async.testing import CalltouchEmulator, Fault
+
+# Distinctive, so finding it in any output is unambiguous.
+TOKEN = "tok-3c9e1f-do-not-print"
+SITE_ID = 4242
+DEADLINE = 30.0
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(
+    *args: str, token: str | None = TOKEN, stdin: bytes | None = None, site_id: str | None = None
+) -> Run:
+    proc = await start_cli(*args, token=token, stdin=stdin is not None, site_id=site_id)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), DEADLINE)
+    return finished(proc, out, err)
+
+
+async def start_cli(
+    *args: str, token: str | None = TOKEN, stdin: bool = False, site_id: str | None = None
+) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLTOUCH_")}
+    if token is not None:
+        env["CALLTOUCH_ACCESS_TOKEN"] = token
+    if site_id is not None:
+        env["CALLTOUCH_SITE_ID"] = site_id
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "calltouch_async", *args,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+
+
+def finished(proc: asyncio.subprocess.Process, out: bytes, err: bytes) -> Run:
+    assert proc.returncode is not None
+    run = Run(proc.returncode, out.decode(), err.decode())
+    # The token is never printed, whatever happened.
+    assert TOKEN not in run.stdout and TOKEN not in run.stderr
+    return run
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[CalltouchEmulator]:
+    # No rate window: these tests are about the CLI, not the limit (the demo keeps it on).
+    async with CalltouchEmulator(site_id=SITE_ID, access_token=TOKEN, rate_limit=None) as emu:
+        emu.generate(calls=50, requests=20, seed=1)
+        yield emu
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(DEADLINE):
+        for _ in itertools.count():
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+
+
+def call_line(call_id: int, text: str) -> str:
+    lead = {"matching": [{"type": "call", "callParams": {"callId": call_id}}], "addComment": text}
+    return json.dumps(lead)
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def records(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def comment_args(emu: CalltouchEmulator, file: str, *more: str) -> list[str]:
+    return ["comment", file, "--site-id", str(SITE_ID), "--base-url", emu.base_url, *more]
+
+
+# --------------------------------------------------------------------------- comment
+
+
+async def test_happy_path_writes_one_record_per_lead_and_comments_each_once(
+    emu: CalltouchEmulator, tmp_path: Path
+) -> None:
+    texts = [f"happy {n}" for n in range(250)]
+    lines = [call_line(n % 50 + 1, text) for n, text in enumerate(texts)]
+    lines.append(call_line(9999, "nobody has this call"))  # not found: still exit 0
+    leads = write_lines(tmp_path / "leads.jsonl", lines)
+    out = tmp_path / "results.jsonl"
+
+    run = await run_cli(*comment_args(emu, str(leads), "--out", str(out), "--no-progress"))
+
+    assert run.code == EXIT_OK, run.stderr
+    assert run.stdout == ""
+    got = sorted(records(out.read_text()), key=lambda r: r["index"])
+    assert [r["index"] for r in got] == list(range(251))
+    assert [r["line"] for r in got] == list(range(1, 252))
+    assert set(got[0]) == {"index", "line", "status", "call_id", "request_id", "error"}
+    assert all(r["status"] == "commented" for r in got[:250])
+    assert [r["call_id"] for r in got[:250]] == [n % 50 + 1 for n in range(250)]
+    assert got[250]["status"] == "not_commented" and got[250]["error"] == "Lead not found"
+    counts = emu.ledger.text_counts()
+    assert all(counts[text] == 1 for text in texts) and sum(counts.values()) == 250
+    assert "251 leads" in run.stderr and "commented" in run.stderr
+
+
+async def test_malformed_lines_are_reported_by_line_number_and_the_rest_proceeds(
+    emu: CalltouchEmulator, tmp_path: Path
+) -> None:
+    lines = [
+        call_line(1, "first"),
+        '{"matching": [{"type": "call", "callParams": {"callId": 2}}], "addComment": "cut',
+        "",  # blank lines are skipped, not leads
+        '{"addComment": "no matching"}',
+        call_line(3, "last"),
+    ]
+    leads = write_lines(tmp_path / "leads.jsonl", lines)
+
+    run = await run_cli(*comment_args(emu, str(leads), "--no-progress"))
+
+    assert run.code == EXIT_INPUT
+    by_line = {r["line"]: r for r in records(run.stdout)}
+    assert sorted(by_line) == [1, 2, 4, 5]
+    assert [by_line[n]["index"] for n in (1, 2, 4, 5)] == [0, 1, 2, 3]
+    assert by_line[1]["status"] == by_line[5]["status"] == "commented"
+    assert by_line[2]["status"] == by_line[4]["status"] == "invalid"
+    assert "malformed" in by_line[2]["error"] and "matching" in by_line[4]["error"]
+    assert "line 2:" in run.stderr and "line 4:" in run.stderr
+    assert sorted(emu.ledger.text_counts()) == ["first", "last"]
+
+
+async def test_invalid_and_rejected_leads_exit_with_the_input_code(
+    emu: CalltouchEmulator, tmp_path: Path
+) -> None:
+    bad_email = {
+        "type": "requestContact",
+        "requestContactParams": {
+            "emails": ["not-an-email"], "date": "01-10-2020 12:00:00", "searchDepth": 60,
+            "requestTypeToMatch": "nearest",
+        },
+    }
+    lines = [
+        call_line(1, "fine"),
+        call_line(2, "   "),  # blank comment: refused locally, never sent
+        json.dumps({"matching": [bad_email], "addComment": "server refuses this e-mail"}),
+    ]
+    leads = write_lines(tmp_path / "leads.jsonl", lines)
+
+    run = await run_cli(*comment_args(emu, str(leads), "--no-progress"))
+
+    assert run.code == EXIT_INPUT
+    by_line = {r["line"]: r for r in records(run.stdout)}
+    assert by_line[1]["status"] == "commented"
+    assert by_line[2]["status"] == "invalid" and "addComment" in by_line[2]["error"]
+    assert by_line[3]["status"] == "rejected" and "email" in by_line[3]["error"].lower()
+    # The invalid lead never reached Calltouch; the rejected one's request executed nothing.
+    assert list(emu.ledger.text_counts()) == ["fine"]
+    assert all(r.lead_count <= 2 for r in emu.ledger.requests)
+
+
+async def test_wrong_token_exits_with_the_auth_code(
+    emu: CalltouchEmulator, tmp_path: Path
+) -> None:
+    leads = write_lines(tmp_path / "leads.jsonl", [call_line(1, "never applied")])
+    wrong = "wrong-token-7d1a"
+
+    run = await run_cli(*comment_args(emu, str(leads), "--no-progress"), token=wrong)
+
+    assert run.code == EXIT_AUTH
+    assert "credentials" in run.stderr and str(SITE_ID) in run.stderr
+    assert wrong not in run.stdout + run.stderr
+    assert [r["status"] for r in records(run.stdout)] == ["unknown"]
+    assert emu.ledger.applied_total == 0
+
+
+async def test_stdin_input_and_stdout_results(emu: CalltouchEmulator) -> None:
+    data = "".join(call_line(n, f"piped {n}") + "\n" for n in range(1, 6)).encode()
+
+    run = await run_cli(*comment_args(emu, "-", "--out", "-", "--no-progress"), stdin=data)
+
+    assert run.code == EXIT_OK, run.stderr
+    assert sorted(r["line"] for r in records(run.stdout)) == [1, 2, 3, 4, 5]
+    assert emu.ledger.applied_total == 5
+
+
+async def test_site_id_from_the_environment_and_unknown_outcomes_exit_6(
+    emu: CalltouchEmulator, tmp_path: Path
+) -> None:
+    emu.inject(Fault.SERVER_ERROR, probability=1.0)  # 5xx: sent, outcome unknown
+    leads = write_lines(tmp_path / "leads.jsonl", [call_line(1, "lost answer")])
+
+    run = await run_cli(
+        "comment", str(leads), "--base-url", emu.base_url, "--no-progress",
+        site_id=str(SITE_ID),
+    )
+
+    assert run.code == EXIT_UNKNOWN, run.stderr
+    assert [r["status"] for r in records(run.stdout)] == ["unknown"]
+
+
+async def test_ctrl_c_stops_cleanly_and_accounts_for_every_lead(tmp_path: Path) -> None:
+    # Slow answers keep requests in flight; stdin stays open, so the reader is blocked on it.
+    async with CalltouchEmulator(
+        site_id=SITE_ID, access_token=TOKEN, rate_limit=None, latency=1.0
+    ) as emu:
+        emu.generate(calls=50, seed=1)
+        out = tmp_path / "results.jsonl"
+        proc = await start_cli(
+            *comment_args(emu, "-", "--out", str(out), "--no-progress"), stdin=True
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(
+            "".join(call_line(n % 50 + 1, f"stop {n}") + "\n" for n in range(2000)).encode()
+        )
+        await proc.stdin.drain()
+        await until(lambda: bool(emu.ledger.requests))  # the first requests are on their way
+        proc.send_signal(signal.SIGINT)
+        out_bytes, err = await asyncio.wait_for(proc.communicate(), DEADLINE)
+        run = finished(proc, out_bytes, err)
+
+    assert run.code == EXIT_INTERRUPTED, run.stderr
+    assert "interrupted:" in run.stderr and "input not read from line" in run.stderr
+    got = records(out.read_text())
+    assert len({r["line"] for r in got}) == len(got) > 0
+    unknown = {r["line"] for r in got if r["status"] == "unknown"}
+    assert unknown and all(r["status"] in ("commented", "unknown") for r in got)
+    # Whatever Calltouch applied is in the results, as commented or as unknown.
+    written = {f"stop {r['line'] - 1}" for r in got}
+    assert set(emu.ledger.text_counts()) <= written
+
+
+def test_usage_errors_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CALLTOUCH_ACCESS_TOKEN", raising=False)
+    monkeypatch.delenv("CALLTOUCH_SITE_ID", raising=False)
+    leads = write_lines(tmp_path / "leads.jsonl", [call_line(1, "x")])
+    assert main(["comment", str(leads), "--site-id", "1"]) == EXIT_USAGE  # no token
+    monkeypatch.setenv("CALLTOUCH_ACCESS_TOKEN", TOKEN)
+    assert main(["comment", str(leads)]) == EXIT_USAGE  # no site id
+    assert main(["comment", str(tmp_path / "missing.jsonl"), "--site-id", "1"]) == EXIT_USAGE
+    assert main(["comment"]) == EXIT_USAGE  # argparse: FILE missing
+    # No such flag, and argparse's error must not echo the value.
+    assert main(["comment", str(leads), "--token", TOKEN]) == EXIT_USAGE
+    assert main(["comment", str(leads), f"--access-token={TOKEN}"]) == EXIT_USAGE
+    assert main(["--help"]) == EXIT_OK
+    printed = capsys.readouterr()
+    assert "exit codes" in printed.out and "130" in printed.out
+    assert TOKEN not in printed.out + printed.err
+
+
+# --------------------------------------------------------------------------- demo, emulator
+
+
+async def test_demo_end_to_end() -> None:
+    run = await run_cli("demo", "--leads", "300", "--no-progress", token=None)
+
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    table = dict(
+        line.strip().split("  ", 1) for line in run.stdout.splitlines() if "  " in line.strip()
+    )
+    assert table["comments applied twice+"].strip().startswith("0 ")
+    assert table["verdict"].strip().startswith("OK")
+    assert int(table["max requests in any 1 s"].split()[0]) <= 5
+    for status in ("commented", "not_commented", "invalid", "rejected"):
+        assert int(table[status].replace(",", "")) > 0
+    assert "line " in run.stderr and "malformed lead" in run.stderr
+
+
+async def test_emulator_command_serves_the_comment_command(tmp_path: Path) -> None:
+    server = await start_cli(
+        "emulator", "--port", "0", "--calls", "5", "--token", TOKEN, "--site-id", str(SITE_ID),
+        token=None,
+    )
+    try:
+        assert server.stdout is not None
+        banner = (await asyncio.wait_for(server.stdout.readline(), DEADLINE)).decode()
+        base_url = banner.split()[-1]
+        assert base_url.startswith("http://127.0.0.1:")
+        leads = write_lines(tmp_path / "leads.jsonl", [call_line(5, "via the standalone")])
+        run = await run_cli(
+            "comment", str(leads), "--site-id", str(SITE_ID), "--base-url", base_url,
+            "--no-progress",
+        )
+        assert run.code == EXIT_OK, run.stderr
+        assert records(run.stdout)[0]["call_id"] == 5
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(server.communicate(), DEADLINE)
+    assert server.returncode == EXIT_OK, err.decode()
+    assert "stopped" in err.decode()
