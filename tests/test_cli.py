@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from calltouch_async import cli
 from calltouch_async.cli import (
     EXIT_AUTH,
     EXIT_INPUT,
@@ -324,3 +325,26 @@ async def test_emulator_command_serves_the_comment_command(tmp_path: Path) -> No
         _, err = await asyncio.wait_for(server.communicate(), DEADLINE)
     assert server.returncode == EXIT_OK, err.decode()
     assert "stopped" in err.decode()
+
+
+# --------------------------------------------------------------------------- reading input
+
+
+def test_line_batches_split_lines_across_chunks_and_drop_over_long_ones() -> None:
+    big = b"x" * (cli._MAX_LINE + 1)
+    data = b"a\r\n" + b"b" * 100_000 + b"\n" + big + b"\n" + b"c\n\nlast-without-newline"
+    chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    reads = iter([*chunks, b""])
+    lines = [line for batch in cli.line_batches(lambda _: next(reads)) for line in batch]
+    assert lines == [b"a\r", b"b" * 100_000, None, b"c", b"", b"last-without-newline"]
+
+
+async def test_reader_survives_many_lines_longer_than_a_read(tmp_path: Path) -> None:
+    # Each 100 kB line spans two reads; reading must not stall after a few of them.
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(b"".join(bytes([65 + n]) * 100_000 + b"\n" for n in range(20)))
+    with path.open("rb") as handle:
+        reader = cli.LineReader(handle.fileno())
+        async with asyncio.timeout(5):
+            got = [line async for batch in reader.batches() for line in batch]
+    assert [line[:1] if line else line for line in got] == [bytes([65 + n]) for n in range(20)]
