@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Final, TypeAlias
 
 from ._constants import MAX_LEADS_PER_REQUEST
@@ -275,6 +275,8 @@ class _Stream:
                 chunk.append((index, lead))
                 if len(chunk) == self.chunk_size:
                     chunk = await self.launch(chunk)
+                    # A ready source never suspends: let requests holding permits go out.
+                    await asyncio.sleep(0)
             if chunk:
                 await self.launch(chunk)
         except Exception as exc:  # the caller's iterable failed: finish what was sent first
@@ -334,7 +336,7 @@ async def stream_results(
     chunk_size: int = MAX_LEADS_PER_REQUEST,
     linger: float | None = None,
     keep: Callable[[Item], bool] | None = None,
-) -> AsyncIterator[CommentResult]:
+) -> AsyncGenerator[CommentResult, None]:
     """Yield one result per lead of ``leads`` as requests answer (or in input order).
 
     ``linger`` and ``keep`` serve ``submit()``: launch partial chunks after ``linger``

@@ -47,7 +47,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import ExitStack, aclosing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -520,10 +520,9 @@ async def _comment_all(source: LeadSource, sink: ResultSink, settings: Settings)
         base_url=settings.base_url,
         max_in_flight=settings.max_in_flight,
     ) as client:
-        # comment_many returns an async generator (typed as an iterator): closing it at once
-        # on any exit stops its requests instead of leaving that to garbage collection.
-        stream = cast(AsyncGenerator[CommentResult, None], client.comment_many(source.leads()))
-        async with aclosing(stream) as results:
+        # Closing the stream at once on any exit stops its requests instead of leaving that
+        # to garbage collection.
+        async with aclosing(client.comment_many(source.leads())) as results:
             async for result in results:
                 sink.add_result(result, *source.take(result.index))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from types import TracebackType
 from typing import Final, Self
 
@@ -220,7 +220,7 @@ class CalltouchClient:
         leads: Iterable[LeadComment] | AsyncIterable[LeadComment],
         *,
         ordered: bool = False,
-    ) -> AsyncIterator[CommentResult]:
+    ) -> AsyncGenerator[CommentResult, None]:
         """Comment any number of leads; yield one result per lead as soon as it is known.
 
         ``leads`` is read lazily into requests of up to 100 valid leads, with at most

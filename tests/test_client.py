@@ -121,7 +121,7 @@ async def test_input_is_read_no_further_than_the_window_needs(
         stream = client.comment_many(counting(100_000))
         first = await anext(stream)
         read_at_first_result = read
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     assert first.status is OK
     # In flight: max_in_flight chunks; plus one chunk being filled, waiting for a slot.
     assert read_at_first_result <= (max_in_flight + 1) * 100 + 1

@@ -295,7 +295,7 @@ async def test_breaking_out_with_aclosing_cancels_in_flight(emulator: EmulatorFa
     leads = make_leads(1000)
     async with emulator(calls=1000, latency=0.2) as emu:
         async with client_for(emu, max_in_flight=3) as c:
-            async with contextlib.aclosing(c.comment_many(leads)) as stream:  # type: ignore[type-var]
+            async with contextlib.aclosing(c.comment_many(leads)) as stream:
                 async for _ in stream:
                     break
             assert our_tasks() == set()
