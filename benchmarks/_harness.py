@@ -231,11 +231,18 @@ class Table:
     def add(self, *cells: object) -> None:
         self.rows.append([str(c) for c in cells])
 
+    def _text_columns(self) -> list[bool]:
+        """Columns holding words (left-aligned); the first always, numbers to the right."""
+        return [
+            i == 0 or any(any(ch.isalpha() for ch in row[i]) for row in self.rows)
+            for i in range(len(self.columns))
+        ]
+
     def plain(self) -> str:
         widths = [len(c) for c in self.columns]
         for row in self.rows:
             widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-        left = [i == 0 for i in range(len(self.columns))]
+        left = self._text_columns()
 
         def line(cells: Sequence[str]) -> str:
             return "  ".join(
@@ -250,7 +257,7 @@ class Table:
         return "\n".join(out)
 
     def markdown(self) -> str:
-        align = ["---"] + ["---:"] * (len(self.columns) - 1)
+        align = ["---" if lft else "---:" for lft in self._text_columns()]
         out = [f"#### {self.title}", ""]
         out.append("| " + " | ".join(self.columns) + " |")
         out.append("| " + " | ".join(align) + " |")
