@@ -256,7 +256,10 @@ class _Stream:
                     chunk = await self.launch(chunk)
                 await self.unconsumed.acquire()
                 try:
-                    async with asyncio.timeout_at(chunk_deadline if chunk and linger else None):
+                    if chunk and linger is not None:
+                        async with asyncio.timeout_at(chunk_deadline):
+                            lead = await anext(source)
+                    else:  # no Timeout object per lead when there is nothing to time
                         lead = await anext(source)
                 except TimeoutError:
                     self.unconsumed.release()
