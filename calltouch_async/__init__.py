@@ -8,7 +8,7 @@ from .errors import (
     MalformedResponseError,
     RateLimiterUnavailableError,
 )
-from .limiter import RateLimiter, SlidingWindowLimiter, SpacedLimiter
+from .limiter import Permit, RateLimiter, SlidingWindowLimiter, SpacedLimiter
 from .models import (
     CallContactMatch,
     CallInfo,
@@ -25,6 +25,7 @@ from .models import (
     normalize_phone,
 )
 from .retry import RetryPolicy
+from .transport import SendTimeTrace
 
 __all__ = [
     "UNSET",
@@ -40,6 +41,7 @@ __all__ = [
     "CommentStatus",
     "LeadComment",
     "MalformedResponseError",
+    "Permit",
     "RateLimiter",
     "RateLimiterUnavailableError",
     "RequestContactMatch",
@@ -47,6 +49,7 @@ __all__ = [
     "RequestMatch",
     "RequestTypeToMatch",
     "RetryPolicy",
+    "SendTimeTrace",
     "SlidingWindowLimiter",
     "SpacedLimiter",
     "TagsLogic",

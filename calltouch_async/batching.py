@@ -98,10 +98,9 @@ class Dispatcher:
                 attempt = 0
                 while True:
                     attempt += 1
-                    if self._limiter is not None:
-                        await self._limiter.acquire()
+                    permit = None if self._limiter is None else await self._limiter.acquire()
                     posting = True
-                    exchange = await self._transport.post(body)
+                    exchange = await self._transport.post(body, permit)
                     posting = False
                     maybe_applied |= exchange.reply is Reply.UNKNOWN
                     if not self._should_retry(exchange, attempt):

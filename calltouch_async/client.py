@@ -28,7 +28,7 @@ from .errors import ClientClosedError
 from .limiter import RateLimiter, shared_limiter
 from .models import CommentResult, LeadComment
 from .retry import RetryPolicy
-from .transport import Transport
+from .transport import SendTimeTrace, Transport
 from .validation import describe, validate_lead
 
 __all__ = ["UNSET", "CalltouchClient"]
@@ -164,7 +164,9 @@ class CalltouchClient:
             limit=self.max_in_flight * 2, keepalive_timeout=KEEPALIVE_TIMEOUT
         )
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=DEFAULT_CONNECT_TIMEOUT)
-        return aiohttp.ClientSession(connector=connector, timeout=timeout)
+        return aiohttp.ClientSession(
+            connector=connector, timeout=timeout, trace_configs=[SendTimeTrace()]
+        )
 
     def _resolve_limiter(self) -> RateLimiter | None:
         if self._limiter_arg is UNSET:

@@ -3,15 +3,24 @@
 Calltouch counts requests per client IP in any one-second window and answers the excess with
 429. A limiter decides when a request may *start*. Two designs keep the guarantee:
 
-* :class:`SlidingWindowLimiter` (the default) keeps the start times of the last ``rate``
-  requests and lets the next one start once the oldest of them is ``period * (1 + margin)`` old.
-  A burst of ``rate`` after idle is allowed, and steady throughput is ``rate`` per window.
+* :class:`SlidingWindowLimiter` (the default) keeps the start times of recent requests and
+  lets the next one start once no window of ``period * (1 + margin)`` would hold more than
+  ``rate`` of them. A burst of ``rate`` after idle is allowed, and steady throughput is
+  ``rate`` per window.
 * :class:`SpacedLimiter` spaces every start ``period * (1 + margin) / rate`` apart, using
   aiolimiter. No burst; it loses a little throughput to the spacing.
 
 aiolimiter's ``AsyncLimiter(5, 1)`` keeps neither: it is a leaky bucket that starts full, so it
 admits 5 at once and another 4 before the first second ends. aiolimiter has no sliding log, so
-:class:`SlidingWindowLimiter` is written here (a deque and a lock, nothing more).
+:class:`SlidingWindowLimiter` is written here (a short list and a lock, nothing more).
+
+**When a request starts.** Taking a permit is not the moment Calltouch sees the request: a
+new connection first costs a TCP and TLS handshake (tens to hundreds of milliseconds), a
+warm one nothing. If starts were counted when the permit is taken, a first burst on cold
+connections followed by a burst on warm ones could reach Calltouch six in one second. So
+:meth:`SlidingWindowLimiter.acquire` returns a :class:`Permit` that the client marks
+:meth:`~Permit.sent` when the request's headers are written (an aiohttp trace); until then
+the start counts as "now", so nothing can start a window ahead of it.
 
 After a 429, :meth:`~RateLimiter.cooldown` pauses the limiter for every request that shares it.
 Limiters are per event loop: an :class:`asyncio.Lock` binds to the loop it first runs on.
@@ -22,15 +31,20 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 from aiolimiter import AsyncLimiter
 
-from ._constants import DEFAULT_RATE_MARGIN, RATE_LIMIT_PERIOD, RATE_LIMIT_REQUESTS
+from ._constants import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_RATE_MARGIN,
+    RATE_LIMIT_PERIOD,
+    RATE_LIMIT_REQUESTS,
+)
 
 __all__ = [
+    "Permit",
     "RateLimiter",
     "SlidingWindowLimiter",
     "SpacedLimiter",
@@ -41,12 +55,53 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class Permit:
+    """One request's start, as a limiter counts it.
+
+    It counts from when the permit was taken until :meth:`sent` moves it to the moment the
+    request really went out; a permit not yet sent counts as starting "now". The client calls
+    :meth:`sent` when the request's headers are written, and again (a no-op by then) when the
+    exchange ends, whatever happened.
+    """
+
+    __slots__ = ("_clock", "at", "pending")
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.at = clock()
+        self.pending = True
+
+    def __repr__(self) -> str:
+        state = "pending" if self.pending else "sent"
+        return f"Permit(at={self.at:.3f}, {state})"
+
+    def sent(self) -> None:
+        """The request has gone out now (only the first call counts)."""
+        if self.pending:
+            self.pending = False
+            self.at = max(self.at, self._clock())
+
+    def counted_at(self, now: float) -> float:
+        """When this start counts: its send time, or ``now`` while it may still go out.
+
+        A permit never marked sent counts as sent at most a connect timeout after it was
+        taken, so a caller that forgets :meth:`sent` slows the limiter but cannot stall it.
+        """
+        if not self.pending:
+            return self.at
+        return min(now, self.at + DEFAULT_CONNECT_TIMEOUT)
+
+
 @runtime_checkable
 class RateLimiter(Protocol):
     """What the client needs from a limiter."""
 
-    async def acquire(self) -> None:
-        """Wait until one more request may start now, and count it as started."""
+    async def acquire(self) -> Permit | None:
+        """Wait until one more request may start now, and count it as started.
+
+        A limiter that can count the start from when the request is really sent returns a
+        :class:`Permit`; one that counts from now returns ``None``.
+        """
 
     async def cooldown(self, seconds: float) -> None:
         """Let no request start for ``seconds`` (called after a 429)."""
@@ -60,7 +115,7 @@ class SlidingWindowLimiter:
     clock); they must agree with each other.
     """
 
-    __slots__ = ("_clock", "_lock", "_paused_until", "_sleep", "_starts", "rate", "window")
+    __slots__ = ("_clock", "_lock", "_paused_until", "_permits", "_sleep", "rate", "window")
 
     def __init__(
         self,
@@ -76,26 +131,31 @@ class SlidingWindowLimiter:
         self.window = period * (1.0 + margin)
         self._clock = clock
         self._sleep = sleep
-        self._starts: deque[float] = deque(maxlen=rate)
+        self._permits: list[Permit] = []
         self._paused_until = float("-inf")
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rate={self.rate}, window={self.window:.3f}s)"
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Permit:
         async with self._lock:
             while (wait := self._wait_time(self._clock())) > 0:
                 await self._sleep(wait)
-            self._starts.append(self._clock())
+            permit = Permit(self._clock)
+            self._permits.append(permit)
+            return permit
 
     async def cooldown(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def _wait_time(self, now: float) -> float:
         wait = self._paused_until - now
-        if len(self._starts) == self.rate:
-            wait = max(wait, self._starts[0] + self.window - now)
+        starts = sorted(p.counted_at(now) for p in self._permits)
+        # Starts a full window old can no longer share a window with one starting now.
+        self._permits = [p for p in self._permits if p.counted_at(now) > now - self.window]
+        if len(starts) >= self.rate:
+            wait = max(wait, starts[-self.rate] + self.window - now)
         return wait
 
 

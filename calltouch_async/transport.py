@@ -19,9 +19,10 @@ import aiohttp
 
 from ._constants import COMMENT_PATH, USER_AGENT
 from .errors import MalformedResponseError
+from .limiter import Permit
 from .models import LeadOutcome, ResponseData, Violation, decode_response
 
-__all__ = ["Exchange", "Reply", "Transport", "parse_retry_after"]
+__all__ = ["Exchange", "Reply", "SendTimeTrace", "Transport", "parse_retry_after"]
 
 _AUTH_STATUSES: Final = frozenset({401, 403})
 _AUTH_WORDS = re.compile(r"auth|token|credential|forbidden|access", re.IGNORECASE)
@@ -51,15 +52,40 @@ class Exchange:
     retry_after: float | None = None
 
 
+class SendTimeTrace(aiohttp.TraceConfig):
+    """Marks a request's :class:`~calltouch_async.limiter.Permit` sent when its headers are
+    written, so the rate limit counts the moment the request really left (after any
+    connection handshake), not the moment the permit was taken.
+
+    The client adds one to the session it creates. To get the same on a session you pass
+    in, create it with ``aiohttp.ClientSession(trace_configs=[SendTimeTrace()])``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_request_headers_sent.append(_mark_sent)
+
+
+async def _mark_sent(
+    session: aiohttp.ClientSession,
+    context: object,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    permit = getattr(context, "trace_request_ctx", None)
+    if isinstance(permit, Permit):
+        permit.sent()
+
+
 class Transport:
     """POSTs bodies to one account's comment endpoint through one session."""
 
-    __slots__ = ("_headers", "_session", "url")
+    __slots__ = ("_headers", "_session", "_traced", "url")
 
     def __init__(
         self, session: aiohttp.ClientSession, base_url: str, site_id: int | str, token: str
     ) -> None:
         self._session = session
+        self._traced = any(isinstance(t, SendTimeTrace) for t in session.trace_configs)
         self.url = base_url.rstrip("/") + COMMENT_PATH
         self._headers = {
             "Access-Token": token,
@@ -71,17 +97,32 @@ class Transport:
     def __repr__(self) -> str:
         return f"Transport(url={self.url!r})"
 
-    async def post(self, body: bytes) -> Exchange:
-        """Send ``body`` once and classify what came back (never raises on HTTP errors)."""
+    async def post(self, body: bytes, permit: Permit | None = None) -> Exchange:
+        """Send ``body`` once and classify what came back (never raises on HTTP errors).
+
+        ``permit`` is marked sent when the headers are written (or now, on a session without
+        :class:`SendTimeTrace`), and in any case when the exchange ends.
+        """
+        if permit is not None and not self._traced:
+            permit.sent()
         try:
-            async with self._session.post(self.url, data=body, headers=self._headers) as resp:
+            return await self._post(body, permit)
+        finally:
+            if permit is not None:
+                permit.sent()
+
+    async def _post(self, body: bytes, permit: Permit | None) -> Exchange:
+        try:
+            async with self._session.post(
+                self.url, data=body, headers=self._headers, trace_request_ctx=permit
+            ) as resp:
                 raw = await resp.read()
                 return classify(resp.status, raw, resp.headers.get("Retry-After"))
         except aiohttp.ClientConnectorError as exc:
             return Exchange(Reply.NOT_SENT, detail=f"cannot connect: {exc.os_error}")
         except aiohttp.ConnectionTimeoutError:
             return Exchange(Reply.NOT_SENT, detail="connect timeout")
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             # Past the connect stage: the body may have reached Calltouch.
             return Exchange(Reply.UNKNOWN, detail=_describe(exc))
 

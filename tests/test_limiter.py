@@ -30,9 +30,12 @@ def window_limiter(clock: FakeClock, **kw: float) -> SlidingWindowLimiter:
 
 
 async def starts(limiter: RateLimiter, clock: FakeClock, n: int) -> list[float]:
+    """Take ``n`` permits one after another, each sent as soon as it is granted."""
     times = []
     for _ in range(n):
-        await limiter.acquire()
+        permit = await limiter.acquire()
+        if permit is not None:
+            permit.sent()
         times.append(clock.now)
     return times
 
@@ -56,7 +59,7 @@ async def test_never_more_than_five_in_any_window_under_concurrency() -> None:
 
     async def worker() -> None:
         for _ in range(10):
-            await limiter.acquire()
+            (await limiter.acquire()).sent()
             times.append(clock.now)
 
     await asyncio.gather(*(worker() for _ in range(7)))
@@ -77,7 +80,7 @@ async def test_a_burst_is_allowed_again_after_idle() -> None:
 async def test_cooldown_pauses_every_waiter_and_never_shortens() -> None:
     clock = FakeClock()
     limiter = window_limiter(clock, margin=0.0)
-    await limiter.acquire()
+    (await limiter.acquire()).sent()
     await limiter.cooldown(3.0)
     await limiter.cooldown(1.0)  # a shorter pause does not cut the longer one
     assert await starts(limiter, clock, 2) == [3.0, 3.0]
@@ -99,7 +102,7 @@ async def test_a_cancelled_waiter_takes_no_slot() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     limiter._sleep = clock.sleep
-    assert len(limiter._starts) == 5
+    assert len(limiter._permits) == 5
     assert await starts(limiter, clock, 1) == [1.0]
 
 
@@ -137,3 +140,36 @@ def test_bad_settings_are_refused() -> None:
         SpacedLimiter(period=0)
     with pytest.raises(ValueError, match="margin"):
         SlidingWindowLimiter(margin=-0.1)
+
+
+async def test_a_start_counts_from_when_the_request_was_sent() -> None:
+    # Five permits taken at 0, whose requests go out at 0.15 s (a cold connection's
+    # handshake): the sixth may not start before 0.15 + window, not 0 + window.
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.05)
+    permits = [await limiter.acquire() for _ in range(5)]
+    clock.now = 0.15
+    for permit in permits:
+        permit.sent()
+    assert await starts(limiter, clock, 1) == [pytest.approx(1.2)]
+
+
+async def test_a_permit_not_yet_sent_counts_as_starting_now() -> None:
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.0)
+    permits = [await limiter.acquire() for _ in range(5)]
+    waiter = asyncio.create_task(starts(limiter, clock, 1))
+    await asyncio.sleep(0)  # the waiter sleeps one window: the five may go out any moment
+    assert not waiter.done() and clock.now == pytest.approx(1.0)
+    for permit in permits:
+        permit.sent()  # they all went out at 1.0
+    assert await waiter == [pytest.approx(2.0)]
+
+
+async def test_a_permit_never_marked_sent_cannot_stall_the_limiter() -> None:
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.0)
+    for _ in range(5):
+        await limiter.acquire()  # never sent
+    (start,) = await starts(limiter, clock, 1)
+    assert start == pytest.approx(10.0 + 1.0)  # counted as sent a connect timeout later
