@@ -13,6 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Final
 
+import msgspec
+
 from .batching import Dispatcher, Item, _Stream, stream_results
 from .errors import AuthError
 from .models import CommentResult, CommentStatus, LeadComment
@@ -136,7 +138,7 @@ class Coalescer:
             async for result in stream:
                 waiter = source.waiters.pop(result.index)
                 if not waiter.future.done():  # else the caller was cancelled after sending
-                    waiter.future.set_result(result)
+                    waiter.future.set_result(_as_single(result))
         except AuthError as exc:
             self._error = exc
             self._fail_all(source, exc)
@@ -175,5 +177,12 @@ def _abandoned(waiter: _Waiter) -> CommentResult:
         status, error = CommentStatus.UNKNOWN, "client closed while the request was in flight"
     else:
         status, error = CommentStatus.FAILED, "client closed before the lead could be sent"
-    # index -1: a submitted lead has no position in any input of the caller's.
-    return CommentResult(index=-1, lead=waiter.lead, status=status, error=error)
+    return CommentResult(index=0, lead=waiter.lead, status=status, error=error)
+
+
+def _as_single(result: CommentResult) -> CommentResult:
+    """The caller of ``submit()`` passed one lead: it is lead 0, also in error paths."""
+    error = result.error
+    if error is not None and result.index:
+        error = error.replace(f"comments[{result.index}]", "comments[0]")
+    return msgspec.structs.replace(result, index=0, error=error)

@@ -246,7 +246,8 @@ class CalltouchClient:
         waited ``linger`` seconds. At most ``max_pending`` leads wait; further callers wait
         for room. Cancelling the call before the lead is sent takes it out of the batch;
         after, the result is dropped (the lead is not re-sent). Raises :class:`AuthError`
-        to every waiting caller when the credentials are refused.
+        to every waiting caller when the credentials are refused. The result's ``index``
+        is 0: the one lead passed.
         """
         dispatcher = self._open()
         if self._coalescer is None:
