@@ -397,4 +397,4 @@ async def _aiter(
 
 
 def closed_error() -> ClientClosedError:
-    return ClientClosedError("the client was closed while this stream was running")
+    return ClientClosedError("the client was closed while requests were in flight")

@@ -72,6 +72,7 @@ class CalltouchClient:
         "_dispatcher",
         "_limiter_arg",
         "_owns_session",
+        "_runs",
         "_session",
         "_state",
         "_streams",
@@ -121,6 +122,7 @@ class CalltouchClient:
         self._dispatcher: Dispatcher | None = None
         self._coalescer: Coalescer | None = None
         self._streams: set[_Stream] = set()
+        self._runs: set[asyncio.Future[list[CommentResult]]] = set()
         self._state = _State.UNOPENED
 
     def __repr__(self) -> str:
@@ -177,8 +179,9 @@ class CalltouchClient:
         """Flush pending :meth:`submit` leads (up to ``flush_timeout``), cancel requests in
         flight, close the session if the client made it. Idempotent.
 
-        Leads whose request was cancelled get no result: the stream that carried them raises
-        :class:`ClientClosedError`; their comments may or may not have been applied.
+        Leads whose request was cancelled get no result: the ``comment_many`` stream or the
+        ``comment`` call that carried them raises :class:`ClientClosedError`; their comments
+        may or may not have been applied.
         """
         if self._state is _State.CLOSED:
             return
@@ -187,6 +190,9 @@ class CalltouchClient:
             await self._coalescer.aclose(self.flush_timeout)
         streams = list(self._streams)
         await asyncio.gather(*(s.cancel(closed_error()) for s in streams))
+        for run in self._runs:
+            run.cancel()
+        await asyncio.gather(*self._runs, return_exceptions=True)
         if self._owns_session and self._session is not None:
             await self._session.close()
 
@@ -213,9 +219,23 @@ class CalltouchClient:
             else:
                 valid.append((index, lead))
         if valid:
-            for result in await dispatcher.run(valid):
+            for result in await self._run_tracked(dispatcher, valid):
                 results[result.index] = result
         return [r for r in results if r is not None]
+
+    async def _run_tracked(self, dispatcher: Dispatcher, items: list[Item]) -> list[CommentResult]:
+        """Run one chunk in a task that :meth:`aclose` can cancel."""
+        run = asyncio.ensure_future(dispatcher.run(items))
+        self._runs.add(run)
+        try:
+            return await run
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if run.cancelled() and self.closed and not (caller and caller.cancelling()):
+                raise closed_error() from None
+            raise
+        finally:
+            self._runs.discard(run)
 
     def comment_many(
         self,

@@ -321,6 +321,29 @@ async def test_aclose_ends_a_running_stream(emulator: EmulatorFactory) -> None:
     assert all(count == 1 for count in emu.ledger.text_counts().values())
 
 
+async def test_aclose_cancels_a_comment_call_in_flight(emulator: EmulatorFactory) -> None:
+    async with emulator(calls=10, latency=1.0) as emu:
+        c = client_for(emu)
+        async with c:
+            call = asyncio.create_task(c.comment(make_leads(3)))
+            await asyncio.sleep(0.2)  # the request is at the server, answering takes 1 s
+            await c.aclose()
+            with pytest.raises(ClientClosedError):
+                await call
+            assert our_tasks() == set()
+
+
+async def test_cancelling_a_comment_call_cancels_its_request(emulator: EmulatorFactory) -> None:
+    async with emulator(calls=10, latency=1.0) as emu, client_for(emu) as c:
+        call = asyncio.create_task(c.comment(make_leads(3)))
+        await asyncio.sleep(0.2)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert our_tasks() == set()
+        assert not c.closed
+
+
 async def test_the_token_never_reaches_logs_or_errors(
     emulator: EmulatorFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
