@@ -806,3 +806,15 @@ async def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
             await proc.wait()
     assert proc.returncode == 0, err.decode()
     assert b"cli-s3cret" not in first.encode() + out + err
+
+
+def test_standalone_flags_set_a_latency_range_and_jitter() -> None:
+    from calltouch_async.testing.__main__ import build_parser, emulator_from_args
+
+    args = build_parser("emu").parse_args(
+        ["--latency", "0.05", "--latency-max", "0.3", "--jitter", "0.03", "--rate-limit", "0"]
+    )
+    emu = emulator_from_args(args)
+    assert emu._latency == (0.05, 0.3)
+    assert emu._inbound_jitter == 0.03
+    assert emu._rate_limit is None

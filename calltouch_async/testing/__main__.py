@@ -30,6 +30,14 @@ def build_parser(prog: str = "python -m calltouch_async.testing") -> argparse.Ar
         "--rate-limit", type=int, default=5, help="requests per second per IP (0: no limit)"
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before answering")
+    parser.add_argument(
+        "--latency-max", type=float, default=None,
+        help="with --latency: answer after a uniform draw between the two",
+    )
+    parser.add_argument(
+        "--jitter", type=float, default=0.0,
+        help="inbound jitter: each request arrives up to this many seconds late",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for data and randomness")
     return parser
 
@@ -42,7 +50,8 @@ def emulator_from_args(args: argparse.Namespace) -> CalltouchEmulator:
         host=args.host,
         port=args.port,
         rate_limit=args.rate_limit or None,
-        latency=args.latency,
+        latency=args.latency if args.latency_max is None else (args.latency, args.latency_max),
+        inbound_jitter=args.jitter,
         seed=args.seed,
     )
     emulator.generate(args.calls, args.requests, seed=args.seed)
