@@ -15,7 +15,7 @@ from typing import Final
 
 import msgspec
 
-from .batching import Dispatcher, Item, _Stream, stream_results
+from .batching import Dispatcher, Item, Stream, stream_results
 from .errors import AuthError
 from .models import CommentResult, CommentStatus, LeadComment
 
@@ -91,7 +91,7 @@ class Coalescer:
         linger: float,
         max_pending: int,
         max_in_flight: int,
-        streams: set[_Stream],
+        streams: set[Stream],
     ) -> None:
         self._dispatcher = dispatcher
         self._linger = linger

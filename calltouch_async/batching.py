@@ -23,7 +23,7 @@ from .retry import RetryPolicy
 from .transport import Exchange, Reply, Transport
 from .validation import describe, validate_lead
 
-__all__ = ["Dispatcher", "Item", "invalid_result", "stream_results"]
+__all__ = ["Dispatcher", "Item", "Stream", "invalid_result", "stream_results"]
 
 log = logging.getLogger("calltouch_async")
 
@@ -201,7 +201,7 @@ class _End:
 _QueueItem: TypeAlias = list[CommentResult] | BaseException | _End
 
 
-class _Stream:
+class Stream:
     """The state of one ``comment_many`` call: a producer reading input, chunk tasks, a queue.
 
     Two semaphores bound memory: ``slots`` (requests running) and ``unconsumed`` (leads read
@@ -334,7 +334,7 @@ async def stream_results(
     *,
     ordered: bool,
     max_in_flight: int,
-    streams: set[_Stream],
+    streams: set[Stream],
     chunk_size: int = MAX_LEADS_PER_REQUEST,
     linger: float | None = None,
     keep: Callable[[Item], bool] | None = None,
@@ -345,7 +345,7 @@ async def stream_results(
     seconds, and drop at launch the items ``keep`` rejects (their callers gave up); dropped
     items yield no result.
     """
-    stream = _Stream(dispatcher, max_in_flight, chunk_size, keep, ordered)
+    stream = Stream(dispatcher, max_in_flight, chunk_size, keep, ordered)
     stream.producer = asyncio.create_task(stream.produce(leads, linger))
     streams.add(stream)
     reorder = stream.reorder

@@ -23,7 +23,7 @@ from ._constants import (
     KEEPALIVE_TIMEOUT,
     MAX_LEADS_PER_REQUEST,
 )
-from .batching import Dispatcher, Item, _Stream, closed_error, invalid_result, stream_results
+from .batching import Dispatcher, Item, Stream, closed_error, invalid_result, stream_results
 from .errors import ClientClosedError
 from .limiter import RateLimiter, shared_limiter
 from .models import CommentResult, LeadComment
@@ -121,7 +121,7 @@ class CalltouchClient:
         self.flush_timeout = flush_timeout
         self._dispatcher: Dispatcher | None = None
         self._coalescer: Coalescer | None = None
-        self._streams: set[_Stream] = set()
+        self._streams: set[Stream] = set()
         self._runs: set[asyncio.Future[list[CommentResult]]] = set()
         self._state = _State.UNOPENED
 
