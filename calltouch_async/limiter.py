@@ -107,7 +107,24 @@ class RateLimiter(Protocol):
         """Let no request start for ``seconds`` (called after a 429)."""
 
 
-class SlidingWindowLimiter:
+class _Pausable:
+    """What both limiters share: validated settings, a clock, and the pause after a 429."""
+
+    __slots__ = ("_clock", "_paused_until", "_sleep")
+
+    def __init__(
+        self, rate: int, period: float, margin: float, clock: Clock, sleep: Sleep
+    ) -> None:
+        _check_limits(rate, period, margin)
+        self._clock = clock
+        self._sleep = sleep
+        self._paused_until = float("-inf")
+
+    async def cooldown(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+class SlidingWindowLimiter(_Pausable):
     """At most ``rate`` starts in any window of ``period * (1 + margin)`` seconds.
 
     Waiters are served in arrival order (:class:`asyncio.Lock` is FIFO). A waiter cancelled
@@ -115,7 +132,7 @@ class SlidingWindowLimiter:
     clock); they must agree with each other.
     """
 
-    __slots__ = ("_clock", "_lock", "_paused_until", "_permits", "_sleep", "rate", "window")
+    __slots__ = ("_lock", "_permits", "rate", "window")
 
     def __init__(
         self,
@@ -126,13 +143,10 @@ class SlidingWindowLimiter:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        _check_limits(rate, period, margin)
+        super().__init__(rate, period, margin, clock, sleep)
         self.rate = rate
         self.window = period * (1.0 + margin)
-        self._clock = clock
-        self._sleep = sleep
         self._permits: list[Permit] = []
-        self._paused_until = float("-inf")
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -146,23 +160,20 @@ class SlidingWindowLimiter:
             self._permits.append(permit)
             return permit
 
-    async def cooldown(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
-
     def _wait_time(self, now: float) -> float:
-        wait = self._paused_until - now
-        starts = sorted(p.counted_at(now) for p in self._permits)
         # Starts a full window old can no longer share a window with one starting now.
         self._permits = [p for p in self._permits if p.counted_at(now) > now - self.window]
-        if len(starts) >= self.rate:
+        wait = self._paused_until - now
+        if len(self._permits) >= self.rate:
+            starts = sorted(p.counted_at(now) for p in self._permits)
             wait = max(wait, starts[-self.rate] + self.window - now)
         return wait
 
 
-class SpacedLimiter:
+class SpacedLimiter(_Pausable):
     """One start every ``period * (1 + margin) / rate`` seconds (aiolimiter underneath)."""
 
-    __slots__ = ("_bucket", "_clock", "_paused_until", "_sleep", "interval")
+    __slots__ = ("_bucket", "interval")
 
     def __init__(
         self,
@@ -173,13 +184,10 @@ class SpacedLimiter:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        _check_limits(rate, period, margin)
+        super().__init__(rate, period, margin, clock, sleep)
         self.interval = period * (1.0 + margin) / rate
         # A bucket of one that drains in `interval`: a start only when the previous has leaked.
         self._bucket = AsyncLimiter(1, self.interval)
-        self._clock = clock
-        self._sleep = sleep
-        self._paused_until = float("-inf")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(interval={self.interval:.3f}s)"
@@ -188,9 +196,6 @@ class SpacedLimiter:
         while (wait := self._paused_until - self._clock()) > 0:
             await self._sleep(wait)
         await self._bucket.acquire()
-
-    async def cooldown(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
 
 
 def _check_limits(rate: int, period: float, margin: float) -> None:
