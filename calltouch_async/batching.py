@@ -109,7 +109,7 @@ class Dispatcher:
         except TimeoutError:
             reply = Reply.UNKNOWN if posting or maybe_applied else Reply.FAILED
             return Exchange(reply, detail=f"no answer within the {self._timeout:g} s deadline")
-        if maybe_applied and exchange.reply is not Reply.OK:
+        if maybe_applied and exchange.reply not in (Reply.OK, Reply.UNKNOWN):
             detail = f"an earlier attempt was lost; then {exchange.detail}"
             return Exchange(Reply.UNKNOWN, exchange.status, detail)
         return exchange

@@ -104,6 +104,8 @@ async def test_5xx_is_unknown_and_not_resent(emulator: EmulatorFactory) -> None:
     check(emu, leads, results)
     assert statuses(results) == {"commented": 200, "unknown": 100}
     assert len(emu.ledger.requests) == 3
+    unknown = next(r for r in results if r.status is S.UNKNOWN)
+    assert unknown.error and unknown.error.startswith("HTTP 5")  # its own cause, nothing else
 
 
 async def test_5xx_is_resent_when_the_caller_opts_in(emulator: EmulatorFactory) -> None:
