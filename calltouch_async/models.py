@@ -374,7 +374,7 @@ class CommentResult(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def commented(self) -> bool:
         """True only when Calltouch confirmed the comment."""
-        return self.status is CommentStatus.COMMENTED
+        return self.status == CommentStatus.COMMENTED
 
 
 # --------------------------------------------------------------------------- codec
