@@ -1,9 +1,10 @@
-"""``calltouch-async``: comment leads from a JSON-lines file; a demo; the emulator standalone.
+"""``calltouch-async``: comment leads from a JSON-lines or CSV file; a demo; the emulator.
 
 Commands::
 
-    calltouch-async comment FILE [--site-id ID] [--base-url URL] [--out PATH]
-                                 [--max-in-flight N] [--no-progress]
+    calltouch-async comment FILE [--format jsonl|csv] [--csv-delimiter C] [--site-id ID]
+                                 [--base-url URL] [--out PATH] [--max-in-flight N]
+                                 [--no-progress]
     calltouch-async demo [--leads N] [--seed S] [--latency-min S] [--latency-max S] [--jitter S]
     calltouch-async emulator [--port P] [--calls N] [--requests M] ...
 
@@ -12,7 +13,10 @@ Commands::
     {"matching": [{"type": "call", "callParams": {"callId": 1}}], "addComment": "text"}
 
 Blank lines are skipped. A line that is not JSON or not that shape is reported (with its line
-number) as an ``invalid`` result and the rest proceeds. Input is streamed: memory stays
+number) as an ``invalid`` result and the rest proceeds. CSV input (``--format csv``, the
+default for a ``.csv`` FILE) has a header row naming the columns (``CSV_COLUMNS``, mapped to
+matching entries as ``_CSV_EPILOG`` documents) and a lead per row; a row that cannot become
+a lead is reported the same way, by the line it starts on. Input is streamed: memory stays
 constant whatever the file size. The access token is read only from ``CALLTOUCH_ACCESS_TOKEN``
 (a command-line flag would show in ``ps`` and shell history); the site id from ``--site-id``
 or ``CALLTOUCH_SITE_ID``. Results go to ``--out`` (default stdout) as JSON lines with
@@ -38,24 +42,51 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import logging
 import os
+import re
 import shutil
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import ExitStack, aclosing, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Final, NoReturn, TextIO, TypeAlias, cast
+from datetime import datetime
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    Final,
+    Generic,
+    NamedTuple,
+    NoReturn,
+    Protocol,
+    TextIO,
+    TypeAlias,
+    TypeVar,
+    cast,
+)
 
 import msgspec
 
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_IN_FLIGHT
 from .client import CalltouchClient
 from .errors import AuthError, CalltouchError
-from .models import CommentResult, CommentStatus, LeadComment
+from .models import (
+    UNSET,
+    CallContactMatch,
+    CallMatch,
+    CommentResult,
+    CommentStatus,
+    LeadComment,
+    Match,
+    RequestContactMatch,
+    RequestMatch,
+    UnsetType,
+)
 
 if TYPE_CHECKING:
     from .testing import CalltouchEmulator
@@ -103,6 +134,24 @@ environment:
   CALLTOUCH_SITE_ID       the site id, unless --site-id is given
 """
 
+_CSV_EPILOG: Final = """\
+CSV input (--format csv, or a FILE ending in .csv): a header row, then a lead per row.
+Header names are case-insensitive; other columns are ignored; an empty cell is absent.
+  comment        the comment text (required)
+  call_id        the call with this id
+  request_id     the request with this id
+  phone          a call, else a request, from this phone near date
+  email          a request from this e-mail near date
+  date           dd-mm-yyyy HH:MM:SS or YYYY-MM-DD[ T]HH:MM[:SS] (needed by phone/email)
+  search_depth   minutes around date to search (1440)
+  tags           tags the lead must carry, separated by | or ;
+  tags_logic     and | or: all of the tags, or any
+  type_to_match  nearest (default), nearestUniq, nearestUniqLead
+Matching tries call_id, request_id, the call by phone, then the request by email/phone.
+Results name a row by the line it starts on (the header is line 1).
+
+"""
+
 _INPUT_STATUSES: Final = frozenset({CommentStatus.INVALID, CommentStatus.REJECTED})
 _SHOWN_MALFORMED: Final = 5  # malformed lines quoted on stderr; the rest only counted
 
@@ -119,11 +168,16 @@ _CHUNK: Final = 64 * 1024
 _MAX_LINE: Final = 1024 * 1024
 _READ_AHEAD: Final = 8  # batches the reader thread may post before the loop takes them
 
+_BOM: Final = b"\xef\xbb\xbf"
+
 #: A line without its newline; ``None`` stands for a line too long to keep.
 Line: TypeAlias = bytes | None
+#: ``os.read`` of the input: at most that many bytes; ``b""`` at the end.
+Read: TypeAlias = Callable[[int], bytes]
+T = TypeVar("T")
 
 
-def line_batches(read: Callable[[int], bytes]) -> Iterator[list[Line]]:
+def line_batches(read: Read) -> Iterator[list[Line]]:
     """The complete lines of each chunk ``read`` returns (a last line may lack its newline)."""
     pending = bytearray()
     skipping = False  # inside an over-long line: drop bytes until its newline
@@ -152,6 +206,18 @@ def line_batches(read: Callable[[int], bytes]) -> Iterator[list[Line]]:
         yield [bytes(pending)]
 
 
+def lines_without_bom(read: Read) -> Iterator[list[Line]]:
+    """``line_batches``, the first line without a UTF-8 byte-order mark (spreadsheet exports
+    often start with one)."""
+    batches = line_batches(read)
+    for first in batches:
+        if first[0] is not None:
+            first[0] = first[0].removeprefix(_BOM)
+        yield first
+        break
+    yield from batches
+
+
 class _EndOfInput:
     pass
 
@@ -159,8 +225,9 @@ class _EndOfInput:
 _EOF: Final = _EndOfInput()
 
 
-class LineReader:
-    """Lines of a file descriptor, read by a daemon thread and handed to the event loop.
+class BatchReader(Generic[T]):
+    """Batches ``parse`` makes of a file descriptor's bytes, produced by a daemon thread and
+    handed to the event loop, at most ``_READ_AHEAD`` batches ahead of it.
 
     A thread, because stdin may be a pipe or a terminal that blocks; a daemon thread of our
     own rather than ``asyncio.to_thread``, because ``asyncio.run`` joins the default executor
@@ -168,14 +235,15 @@ class LineReader:
     (not ``sys.stdin.buffer``) so the thread never holds a buffered object's lock at exit.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, parse: Callable[[Read], Iterator[list[T]]]) -> None:
         self._fd = fd
+        self._parse = parse
         self._room = threading.Semaphore(_READ_AHEAD)
         self._stop = threading.Event()
-        self._queue: asyncio.Queue[list[Line] | _EndOfInput | OSError] = asyncio.Queue()
+        self._queue: asyncio.Queue[list[T] | _EndOfInput | Exception] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def batches(self) -> AsyncIterator[list[Line]]:
+    async def batches(self) -> AsyncIterator[list[T]]:
         self._loop = asyncio.get_running_loop()
         threading.Thread(target=self._work, name="calltouch-async-reader", daemon=True).start()
         try:
@@ -184,7 +252,7 @@ class LineReader:
                 self._room.release()
                 if isinstance(item, _EndOfInput):
                     return
-                if isinstance(item, OSError):
+                if isinstance(item, Exception):
                     raise item
                 yield item
         finally:
@@ -193,14 +261,14 @@ class LineReader:
 
     def _work(self) -> None:
         try:
-            for batch in line_batches(lambda size: os.read(self._fd, size)):
+            for batch in self._parse(lambda size: os.read(self._fd, size)):
                 if not self._post(batch):
                     return
             self._post(_EOF)
-        except OSError as exc:
+        except Exception as exc:  # an OSError reading; raised in the loop, not lost here
             self._post(exc)
 
-    def _post(self, item: list[Line] | _EndOfInput | OSError) -> bool:
+    def _post(self, item: list[T] | _EndOfInput | Exception) -> bool:
         """Hand ``item`` to the loop once it has room; False when nobody will take it."""
         # One permit per item posted (the loop releases one per item taken): a chunk that
         # completes no line posts nothing, so permits cannot be counted per read.
@@ -213,6 +281,292 @@ class LineReader:
         except RuntimeError:  # the loop is closed: nobody is listening any more
             return False
         return True
+
+
+class LineReader(BatchReader[Line]):
+    """The lines of a file descriptor (``lines_without_bom``), read by a daemon thread."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd, lines_without_bom)
+
+
+# --------------------------------------------------------------------------- input formats
+
+#: What one input item decodes to: a lead, why it is not one, or nothing (a blank line, the
+#: CSV header).
+Decoded: TypeAlias = LeadComment | str | None
+
+
+class InputFormat(Protocol[T]):
+    """How a file becomes leads: ``parse`` runs in the reader thread (``BatchReader``),
+    ``decode`` on the event loop, one item at a time and in order."""
+
+    @property
+    def line(self) -> int:
+        """The line the item last decoded starts on (1-based)."""
+
+    @property
+    def lines_read(self) -> int:
+        """Lines decoded so far, including blank ones."""
+
+    def parse(self, read: Read) -> Iterator[list[T]]: ...
+
+    def decode(self, item: T) -> Decoded: ...
+
+
+_lead_decoder = msgspec.json.Decoder(LeadComment)
+
+
+class JsonLines:
+    """One lead per line in Calltouch's wire shape; blank lines are skipped."""
+
+    def __init__(self) -> None:
+        self.lines_read = 0
+
+    @property
+    def line(self) -> int:
+        return self.lines_read
+
+    def parse(self, read: Read) -> Iterator[list[Line]]:
+        return lines_without_bom(read)
+
+    def decode(self, item: Line) -> Decoded:
+        self.lines_read += 1
+        if item is None:
+            return f"longer than {_MAX_LINE:,} bytes"
+        if not item.strip():
+            return None
+        try:
+            return _lead_decoder.decode(item)
+        except msgspec.DecodeError as exc:
+            return str(exc)
+
+
+#: The CSV columns ``comment`` reads (header names, case-insensitive); others are ignored.
+CSV_COLUMNS: Final = (
+    "comment", "call_id", "request_id", "phone", "email", "date",
+    "search_depth", "tags", "tags_logic", "type_to_match",
+)
+CSV_SEARCH_DEPTH: Final = 1440  # minutes: a day either side of ``date``
+CSV_TYPE_TO_MATCH: Final = "nearest"
+_NO_COMMENT: Final = "no 'comment' column in the CSV header"
+
+
+class CsvRecord(NamedTuple):
+    """One CSV row as the reader thread hands it over."""
+
+    line: int  # where the row starts (1-based)
+    last_line: int  # where it ends: a quoted cell may hold newlines
+    cells: list[str]
+    problem: str | None = None  # why the row could not be read
+
+
+class _TextLines:
+    """``lines_without_bom`` as text for ``csv.reader``, newlines restored. A line too long
+    or not UTF-8 reads as empty, and ``problem`` says so for the row that holds it."""
+
+    def __init__(self, read: Read) -> None:
+        self._batches = lines_without_bom(read)
+        self._pending: deque[Line] = deque()
+        self.count = 0
+        self.problem: str | None = None
+
+    def __iter__(self) -> _TextLines:
+        return self
+
+    def __next__(self) -> str:
+        while not self._pending:
+            self._pending.extend(next(self._batches))  # StopIteration: the end of the file
+        raw = self._pending.popleft()
+        self.count += 1
+        if raw is None:
+            return self._unreadable(f"longer than {_MAX_LINE:,} bytes")
+        try:
+            return raw.decode() + "\n"
+        except UnicodeDecodeError:
+            return self._unreadable("not UTF-8 text")
+
+    def _unreadable(self, why: str) -> str:
+        self.problem = self.problem or f"line {self.count} is {why}"
+        return "\n"
+
+    @property
+    def drained(self) -> bool:
+        """Every line read so far is consumed: the next row may have to wait for input."""
+        return not self._pending
+
+
+def csv_records(read: Read, delimiter: str) -> Iterator[list[CsvRecord]]:
+    """The non-blank rows of each chunk ``read`` returns (a row may span chunks)."""
+    lines = _TextLines(read)
+    rows = csv.reader(lines, delimiter=delimiter)
+    batch: list[CsvRecord] = []
+    while True:
+        if batch and lines.drained:
+            yield batch  # what is parsed goes to the loop before the next read blocks
+            batch = []
+        start = lines.count + 1
+        try:
+            cells = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            cells, lines.problem = [], lines.problem or f"not CSV: {exc}"
+        if lines.problem is not None or any(cell.strip() for cell in cells):
+            batch.append(CsvRecord(start, lines.count, cells, lines.problem))
+        lines.problem = None
+    if batch:
+        yield batch
+
+
+class CsvRows:
+    """A CSV file with a header row naming its columns (``CSV_COLUMNS``): a lead per row."""
+
+    def __init__(self, delimiter: str, *, warn: Callable[[str], None]) -> None:
+        self._delimiter = delimiter
+        self._warn = warn
+        self._columns: dict[str, int] | None = None  # column name -> cell index
+        self.line = self.lines_read = 0
+
+    def parse(self, read: Read) -> Iterator[list[CsvRecord]]:
+        return csv_records(read, self._delimiter)
+
+    def decode(self, item: CsvRecord) -> Decoded:
+        self.line, self.lines_read = item.line, item.last_line
+        if self._columns is None:
+            self._columns = self._header(item)
+            return None
+        if item.problem is not None:
+            return item.problem
+        try:
+            return lead_from_row(_Row(self._columns, item.cells))
+        except _CellError as exc:
+            return str(exc)
+
+    def _header(self, item: CsvRecord) -> dict[str, int]:
+        if item.problem is not None:
+            self._warn(f"warning: line {item.line}: CSV header unreadable: {item.problem}")
+            return {}
+        columns: dict[str, int] = {}
+        ignored = []
+        for index, cell in enumerate(item.cells):
+            name = cell.strip().lower()
+            if name in CSV_COLUMNS and name not in columns:
+                columns[name] = index
+            elif name:
+                ignored.append(cell.strip())
+        if ignored:
+            self._warn(f"warning: CSV columns ignored: {', '.join(ignored)}")
+        if "comment" not in columns:
+            hint = " (is --csv-delimiter right?)" if len(item.cells) == 1 else ""
+            self._warn(f"warning: {_NO_COMMENT}{hint}")
+        return columns
+
+
+class _CellError(ValueError):
+    """A row's cell cannot be used; the message names the column."""
+
+
+_CALLTOUCH_DATE: Final = re.compile(r"(\d\d)-(\d\d)-(\d{4}) (\d\d):(\d\d):(\d\d)", re.ASCII)
+_ISO_DATE: Final = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d)(?::(\d\d))?", re.ASCII)
+_TAG_SEPARATORS: Final = re.compile(r"[|;]")
+
+
+class _Row:
+    """The cells of one CSV row by column name; an empty cell is absent (``None``)."""
+
+    def __init__(self, columns: dict[str, int], cells: list[str]) -> None:
+        self._columns = columns
+        self._cells = cells
+
+    def has(self, name: str) -> bool:
+        return name in self._columns
+
+    def text(self, name: str) -> str | None:
+        index = self._columns.get(name)
+        if index is None or index >= len(self._cells):
+            return None
+        return self._cells[index].strip() or None
+
+    def count(self, name: str) -> int | None:
+        text = self.text(name)
+        if text is None:
+            return None
+        if not (text.isascii() and text.isdecimal()) or int(text) == 0:
+            raise _CellError(f"column {name!r}: must be a positive integer, got {text[:40]!r}")
+        return int(text)
+
+    def date(self) -> str | None:
+        text = self.text("date")
+        if text is None:
+            return None
+        try:
+            return _calltouch_date(text)
+        except ValueError:
+            raise _CellError(
+                "column 'date': must be dd-mm-yyyy HH:MM:SS or YYYY-MM-DD HH:MM[:SS], "
+                f"got {text[:40]!r}"
+            ) from None
+
+    def tags(self) -> list[str] | UnsetType:
+        text = self.text("tags")
+        tags = [tag.strip() for tag in _TAG_SEPARATORS.split(text or "") if tag.strip()]
+        return tags or UNSET
+
+
+def _calltouch_date(text: str) -> str:
+    """``dd-mm-yyyy HH:MM:SS`` from itself or ISO ``YYYY-MM-DD[ T]HH:MM[:SS]``; ValueError
+    for another shape or a day not in the calendar."""
+    if found := _CALLTOUCH_DATE.fullmatch(text):
+        day, month, year, hour, minute, second = found.groups()
+    elif found := _ISO_DATE.fullmatch(text):
+        year, month, day, hour, minute, second = found.groups(default="00")
+    else:
+        raise ValueError(text)
+    datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    return f"{day}-{month}-{year} {hour}:{minute}:{second}"
+
+
+def lead_from_row(row: _Row) -> LeadComment:
+    """The lead a CSV row describes; ``_CellError`` when it describes none."""
+    comment = row.text("comment")
+    if comment is None:
+        raise _CellError("column 'comment': empty" if row.has("comment") else _NO_COMMENT)
+    return LeadComment(matching=_row_matching(row), comment=comment)
+
+
+def _row_matching(row: _Row) -> list[Match]:
+    """Entries in priority order: call id, request id, call by phone, request by contact."""
+    call_id, request_id = row.count("call_id"), row.count("request_id")
+    phone, email, date = row.text("phone"), row.text("email"), row.date()
+    depth = row.count("search_depth") or CSV_SEARCH_DEPTH
+    how = row.text("type_to_match") or CSV_TYPE_TO_MATCH
+    tags, logic = row.tags(), row.text("tags_logic") or UNSET
+    matching: list[Match] = []
+    if call_id is not None:
+        matching.append(CallMatch(call_id, tags=tags, tags_logic=logic))
+    if request_id is not None:
+        matching.append(RequestMatch(request_id, tags=tags, tags_logic=logic))
+    if date is not None and phone is not None:
+        matching.append(CallContactMatch(
+            phones=[phone], date=date, search_depth=depth, call_type_to_match=how,
+            tags=tags, tags_logic=logic,
+        ))
+    if date is not None and (phone or email):
+        matching.append(RequestContactMatch(
+            emails=[email] if email else UNSET, phones=[phone] if phone else UNSET,
+            date=date, search_depth=depth, request_type_to_match=how,
+            tags=tags, tags_logic=logic,
+        ))
+    if not matching:
+        raise _CellError(_no_match_reason(phone or email))
+    return matching
+
+
+def _no_match_reason(contact: str | None) -> str:
+    if contact is not None:
+        return "column 'date': needed to match by phone or email"
+    return "no column to match by: give call_id, request_id, or phone or email with date"
 
 
 # --------------------------------------------------------------------------- results
@@ -353,39 +707,40 @@ def _local_paths(error: str | None, index: int) -> str | None:
 
 # --------------------------------------------------------------------------- the comment path
 
-_lead_decoder = msgspec.json.Decoder(LeadComment)
-_BOM: Final = b"\xef\xbb\xbf"
-
-
-class LeadSource:
-    """Turns lines into leads for ``comment_many``; malformed lines become results at once.
+class LeadSource(Generic[T]):
+    """Turns input items into leads for ``comment_many``; malformed ones become results at once.
 
     ``origin`` maps ``comment_many``'s index to (position among the file's leads, line
     number) for the leads handed over and not yet answered; entries are removed as results
     arrive, so it holds at most what the client holds in flight.
     """
 
-    def __init__(self, batches: AsyncIterator[list[Line]], sink: ResultSink) -> None:
+    def __init__(
+        self, fmt: InputFormat[T], batches: AsyncIterator[list[T]], sink: ResultSink
+    ) -> None:
+        self._format = fmt
         self._batches = batches
         self._sink = sink
         self.origin: dict[int, tuple[int, int]] = {}
-        self.lines_read = 0
         self.finished = False
+
+    @property
+    def lines_read(self) -> int:
+        return self._format.lines_read
 
     async def leads(self) -> AsyncIterator[LeadComment]:
         handed = ordinal = 0
         async for batch in self._batches:
-            for raw in batch:
-                self.lines_read += 1
-                if raw is not None and self.lines_read == 1:
-                    raw = raw.removeprefix(_BOM)  # spreadsheet exports often start with one
-                if raw is not None and not raw.strip():
+            for item in batch:
+                decoded = self._format.decode(item)
+                if decoded is None:
                     continue
-                lead = self._decode(raw, ordinal)
-                if lead is not None:
-                    self.origin[handed] = (ordinal, self.lines_read)
+                if isinstance(decoded, str):
+                    self._sink.add_malformed(ordinal, self._format.line, decoded)
+                else:
+                    self.origin[handed] = (ordinal, self._format.line)
                     handed += 1
-                    yield lead
+                    yield decoded
                 ordinal += 1
             # Decoding a chunk's leads never suspends, and neither does the client reading
             # them; without a turn for the loop here, requests already holding a rate permit
@@ -393,17 +748,6 @@ class LeadSource:
             # with the next ones (the emulator then answers 429).
             await asyncio.sleep(0)
         self.finished = True
-
-    def _decode(self, raw: Line, ordinal: int) -> LeadComment | None:
-        if raw is None:
-            reason = f"longer than {_MAX_LINE:,} bytes"
-        else:
-            try:
-                return _lead_decoder.decode(raw)
-            except msgspec.DecodeError as exc:
-                reason = str(exc)
-        self._sink.add_malformed(ordinal, self.lines_read, reason)
-        return None
 
     def take(self, index: int) -> tuple[int, int]:
         return self.origin.pop(index)
@@ -460,15 +804,21 @@ class Outcome:
 
 
 async def comment_file(
-    fd: int, out: BinaryIO, settings: Settings, progress: Progress
+    fd: int,
+    out: BinaryIO,
+    settings: Settings,
+    progress: Progress,
+    fmt: InputFormat[Any] | None = None,
 ) -> Outcome:
-    """The ``comment`` command's work: read leads from ``fd``, comment them, write results.
+    """The ``comment`` command's work: read leads from ``fd`` (``fmt``, by default JSON
+    lines), comment them, write results.
 
     Never raises for an auth error or Ctrl-C: the outcome says the run stopped, and every
     lead handed to the client without an answer is written as ``unknown``.
     """
+    fmt = JsonLines() if fmt is None else fmt
     sink = ResultSink(out, progress)
-    source = LeadSource(LineReader(fd).batches(), sink)
+    source = LeadSource(fmt, BatchReader(fd, fmt.parse).batches(), sink)
     outcome = Outcome(sink.counts, 0.0)
     started = time.monotonic()
     try:
@@ -493,7 +843,7 @@ async def comment_file(
     return outcome
 
 
-async def _comment_all(source: LeadSource, sink: ResultSink, settings: Settings) -> None:
+async def _comment_all(source: LeadSource[Any], sink: ResultSink, settings: Settings) -> None:
     async with CalltouchClient(
         settings.site_id,
         settings.token,
@@ -507,7 +857,7 @@ async def _comment_all(source: LeadSource, sink: ResultSink, settings: Settings)
                 sink.add_result(result, *source.take(result.index))
 
 
-def _write_unanswered(source: LeadSource, sink: ResultSink, stopped: str | None) -> int:
+def _write_unanswered(source: LeadSource[Any], sink: ResultSink, stopped: str | None) -> int:
     # Handed to the client but never answered: some may have been sent, so "unknown" is the
     # only honest status. Writing them lets the operator re-check exactly these lines.
     why = "interrupted" if stopped == "interrupt" else "the run stopped"
@@ -559,6 +909,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _delimiter(text: str) -> str:
+    value = "\t" if text in ("tab", "\\t") else text
+    if len(value) != 1 or value in "\"\r\n":
+        raise argparse.ArgumentTypeError("must be one character (not a quote or newline), or tab")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -607,16 +964,33 @@ def _open_output(name: str, stack: ExitStack) -> BinaryIO:
         raise UsageError(f"cannot write {name}: {exc.strerror}") from None
 
 
+def _is_csv(args: argparse.Namespace) -> bool:
+    """CSV by ``--format``, else by FILE's extension (stdin: JSON lines)."""
+    csv_input = args.format == "csv" or (args.format is None and args.file.lower().endswith(".csv"))
+    if not csv_input and args.csv_delimiter is not None:
+        raise UsageError("--csv-delimiter applies to CSV input only (--format csv)")
+    return csv_input
+
+
+def _progress_total(args: argparse.Namespace, csv_input: bool) -> int | None:
+    lines = _count_lines(args.file) if args.file != "-" else None
+    return lines - 1 if lines and csv_input else lines  # the CSV header is no lead
+
+
 def _run_comment(args: argparse.Namespace) -> int:
     settings = _comment_settings(args)
+    csv_input = _is_csv(args)
     show = not args.no_progress and sys.stderr.isatty()
     with ExitStack() as stack:
         fd = _open_input(args.file, stack)
         out = _open_output(args.out, stack)
-        total = _count_lines(args.file) if show and args.file != "-" else None
+        total = _progress_total(args, csv_input) if show else None
         progress = Progress(sys.stderr, enabled=show, total=total)
+        fmt: InputFormat[Any] = (
+            CsvRows(args.csv_delimiter or ",", warn=progress.say) if csv_input else JsonLines()
+        )
         with client_logs_to(progress):
-            outcome = asyncio.run(comment_file(fd, out, settings, progress))
+            outcome = asyncio.run(comment_file(fd, out, settings, progress, fmt))
     for line in summary_lines(outcome):
         print(line, file=sys.stderr)
     return outcome.exit_code()
@@ -721,13 +1095,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_comment_parser(commands: _Commands) -> None:
     p = commands.add_parser(
         "comment",
-        help="comment the leads of a JSON-lines file",
+        help="comment the leads of a JSON-lines or CSV file",
         description="Comment every lead of FILE (JSON lines in Calltouch's wire shape: "
-        '{"matching": [...], "addComment": "..."}), writing one result line per lead.',
-        epilog=_EPILOG,
+        '{"matching": [...], "addComment": "..."}, or CSV with the columns below), writing '
+        "one result line per lead.",
+        epilog=_CSV_EPILOG + _EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", metavar="FILE", help="JSON-lines file of leads, or - for stdin")
+    p.add_argument("file", metavar="FILE", help="file of leads, or - for stdin")
+    p.add_argument(
+        "--format", choices=("jsonl", "csv"),
+        help="input format (default: csv for a FILE ending in .csv, else jsonl)",
+    )
+    p.add_argument(
+        "--csv-delimiter", type=_delimiter, metavar="CHAR",
+        help="CSV cell separator (default: ,); ';' for many Excel exports, or tab",
+    )
     p.add_argument("--site-id", help=f"Calltouch site id (default: ${SITE_ID_ENV})")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL, help="API base URL (%(default)s)")
     p.add_argument(

@@ -285,6 +285,124 @@ def test_usage_errors_exit_2(
     assert TOKEN not in printed.out + printed.err
 
 
+# --------------------------------------------------------------------------- CSV input
+
+
+def write_csv(path: Path, rows: list[str], *, bom: bool = False) -> Path:
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + "".join(r + "\n" for r in rows).encode())
+    return path
+
+
+async def test_csv_rows_match_by_call_id_phone_and_email_and_results_name_their_lines(
+    emu: CalltouchEmulator, tmp_path: Path
+) -> None:
+    call6, call7, request3 = emu.calls[6], emu.calls[7], emu.requests[3]
+    rows = [
+        # Spreadsheet header: a BOM, any case, padding, a column the CLI does not know.
+        ' Comment , CALL_ID ,Manager,Phone,  date,EMAIL',
+        "by id 1,1,Anna,,,",
+        '"by id 2, with a comma\nand a second line",2,,,,',  # lines 3-4
+        f"by phone 6,,,{call6.phones[0]},{call6.time:%d-%m-%Y %H:%M:%S},",
+        f"by phone 7 (ISO),,,{call7.phones[0]},{call7.time.isoformat()},",
+        ",,,,,",  # an empty spreadsheet row: skipped, not a lead
+        f"by email,,,,{request3.time:%Y-%m-%d %H:%M:%S},{request3.emails[0]}",
+        "nobody has this call,9999,,,,",
+    ]
+    leads = write_csv(tmp_path / "export.CSV", rows, bom=True)  # .csv picks the format
+    out = tmp_path / "results.jsonl"
+
+    run = await run_cli(*comment_args(emu, str(leads), "--out", str(out), "--no-progress"))
+
+    assert run.code == EXIT_OK, run.stderr
+    assert "columns ignored: Manager" in run.stderr
+    got = sorted(records(out.read_text()), key=lambda r: r["index"])
+    expected = [  # (line, status, call_id, request_id)
+        (2, "commented", 1, None),
+        (3, "commented", 2, None),
+        (5, "commented", 6, None),
+        (6, "commented", 7, None),
+        (8, "commented", None, 3),
+        (9, "not_commented", None, None),
+    ]
+    assert [(r["line"], r["status"], r["call_id"], r["request_id"]) for r in got] == expected
+    assert [r["index"] for r in got] == list(range(6))
+    assert [r["error"] for r in got] == [None] * 5 + ["Lead not found"]
+    counts = emu.ledger.text_counts()
+    assert counts["by id 2, with a comma\nand a second line"] == 1
+    assert sum(counts.values()) == 5 and set(counts.values()) == {1}
+
+
+async def test_csv_semicolons_from_stdin_bad_rows_named_by_line_and_column(
+    emu: CalltouchEmulator,
+) -> None:
+    call4 = emu.calls[4]
+    rows = [
+        "comment;call_id;phone;date;search_depth",
+        '"first; fine";1;;;',
+        "bad id;abc;;;",
+        "no date;;79001234567;;",
+        ";3;;;",
+        f"bad date;;{call4.phones[0]};31-02-2020 10:00:00;",
+        f"bad depth;;{call4.phones[0]};{call4.time:%d-%m-%Y %H:%M:%S};-5",
+        "last;5;;;",
+    ]
+    data = "".join(r + "\n" for r in rows).encode()
+
+    run = await run_cli(
+        *comment_args(emu, "-", "--format", "csv", "--csv-delimiter", ";", "--no-progress"),
+        stdin=data,
+    )
+
+    assert run.code == EXIT_INPUT, run.stderr
+    by_line = {r["line"]: r for r in records(run.stdout)}
+    assert sorted(by_line) == [2, 3, 4, 5, 6, 7, 8]
+    assert by_line[2]["status"] == by_line[8]["status"] == "commented"
+    assert by_line[8]["call_id"] == 5 and by_line[8]["index"] == 6
+    errors = {line: by_line[line]["error"] for line in (3, 4, 5, 6, 7)}
+    assert all(by_line[line]["status"] == "invalid" for line in errors)
+    for line, column in [(3, "call_id"), (4, "date"), (5, "comment"), (6, "date"),
+                         (7, "search_depth")]:
+        assert f"column '{column}'" in errors[line], errors[line]
+        assert f"line {line}: malformed lead: column '{column}'" in run.stderr
+    assert sorted(emu.ledger.text_counts()) == ["first; fine", "last"]
+
+
+def test_csv_records_track_lines_across_chunks_and_flag_unreadable_ones() -> None:
+    data = (
+        b"\xef\xbb\xbfcomment,call_id\n"
+        b'"two\nlines",1\n'
+        b"\n"
+        b"\xff\xfe,2\n"  # not UTF-8
+        + b"x" * (cli._MAX_LINE + 1) + b",3\n"
+        b'"unbalanced"x",4\r\n'
+        b"last,5"
+    )
+    chunks = iter([*(data[i : i + 999] for i in range(0, len(data), 999)), b""])
+    got = [rec for batch in cli.csv_records(lambda _: next(chunks), ",") for rec in batch]
+    assert [(r.line, r.last_line) for r in got] == [(1, 1), (2, 3), (5, 5), (6, 6), (7, 7),
+                                                    (8, 8)]
+    assert got[0].cells == ["comment", "call_id"] and got[1].cells == ["two\nlines", "1"]
+    assert got[2].problem == "line 5 is not UTF-8 text"
+    assert got[3].problem is not None and "longer than" in got[3].problem
+    assert got[5].cells == ["last", "5"] and got[5].problem is None
+
+
+def test_csv_dates_and_the_delimiter_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for text in ("01-10-2020 12:00:00", "2020-10-01T12:00:00", "2020-10-01 12:00"):
+        assert cli._calltouch_date(text) == "01-10-2020 12:00:00"
+    for bad in ("1-10-2020 12:00:00", "2020-02-30 12:00", "2020-10-01", "2020-10-01T12:00Z"):
+        with pytest.raises(ValueError):
+            cli._calltouch_date(bad)
+    monkeypatch.setenv("CALLTOUCH_ACCESS_TOKEN", TOKEN)
+    leads = write_lines(tmp_path / "leads.jsonl", [call_line(1, "x")])
+    # A delimiter for JSON lines, or one that is not a single character: usage errors.
+    assert main(["comment", str(leads), "--site-id", "1", "--csv-delimiter", ";"]) == EXIT_USAGE
+    assert main(["comment", str(leads), "--site-id", "1", "--format", "csv",
+                 "--csv-delimiter", ";;"]) == EXIT_USAGE
+
+
 # --------------------------------------------------------------------------- demo, emulator
 
 
