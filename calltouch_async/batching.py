@@ -9,6 +9,7 @@ more when Calltouch's validation names some of them) and every lead of it a resu
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import re
@@ -16,11 +17,11 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 from typing import Final, TypeAlias
 
 from ._constants import MAX_LEADS_PER_REQUEST
-from .errors import AuthError, ClientClosedError
+from .errors import AuthError, CalltouchError, ClientClosedError
 from .limiter import RateLimiter
 from .models import CommentResult, CommentStatus, LeadComment, Violation, encode_request
 from .retry import RetryPolicy
-from .transport import Exchange, Reply, Transport
+from .transport import Attempt, Exchange, Reply, Transport
 from .validation import describe, validate_lead
 
 __all__ = ["Dispatcher", "Item", "Stream", "invalid_result", "stream_results"]
@@ -48,7 +49,7 @@ class Dispatcher:
     requests for a chunk of ``n`` (about 14 for one bad lead among 100).
     """
 
-    __slots__ = ("_limiter", "_retry", "_site_id", "_timeout", "_transport")
+    __slots__ = ("_limiter", "_retry", "_sending", "_site_id", "_timeout", "_transport")
 
     def __init__(
         self,
@@ -57,7 +58,9 @@ class Dispatcher:
         retry: RetryPolicy,
         timeout: float,
         site_id: int | str,
+        max_in_flight: int,
     ) -> None:
+        self._sending = asyncio.Semaphore(max_in_flight)
         self._transport = transport
         self._limiter = limiter
         self._retry = retry
@@ -92,27 +95,40 @@ class Dispatcher:
 
     async def _exchange(self, part: list[Item]) -> Exchange:
         body = encode_request([lead for _, lead in part])
-        maybe_applied = posting = False
+        maybe_applied = False
+        attempt = Attempt(None)
         try:
             async with asyncio.timeout(self._timeout):
-                attempt = 0
-                while True:
-                    attempt += 1
-                    permit = None if self._limiter is None else await self._limiter.acquire()
-                    posting = True
-                    exchange = await self._transport.post(body, permit)
-                    posting = False
+                for number in itertools.count(1):
+                    attempt = Attempt(None)
+                    exchange = await self._attempt(body, attempt)
+                    attempt = Attempt(None)  # answered: nothing is in flight until the next
                     maybe_applied |= exchange.reply is Reply.UNKNOWN
-                    if not self._should_retry(exchange, attempt):
+                    if not self._should_retry(exchange, number):
                         break
-                    await self._pause(exchange, attempt, len(part))
+                    await self._pause(exchange, number, len(part))
         except TimeoutError:
-            reply = Reply.UNKNOWN if posting or maybe_applied else Reply.FAILED
+            sent = maybe_applied or attempt.may_be_sent
+            reply = Reply.UNKNOWN if sent else Reply.FAILED
             return Exchange(reply, detail=f"no answer within the {self._timeout:g} s deadline")
         if maybe_applied and exchange.reply not in (Reply.OK, Reply.UNKNOWN):
             detail = f"an earlier attempt was lost; then {exchange.detail}"
             return Exchange(Reply.UNKNOWN, exchange.status, detail)
         return exchange
+
+    async def _attempt(self, body: bytes, attempt: Attempt) -> Exchange:
+        """One permit and one POST, within the client-wide bound on requests in flight.
+
+        The bound keeps a permit from ever waiting for a pooled connection (the pool is
+        larger than the bound): a start is counted only for a request ready to go.
+        """
+        async with self._sending:
+            try:
+                if self._limiter is not None:
+                    attempt.permit = await self._limiter.acquire()
+            except CalltouchError as exc:  # a shared limiter's backend is down: not sent
+                return Exchange(Reply.FAILED, detail=str(exc))
+            return await self._transport.post(body, attempt)
 
     def _should_retry(self, exchange: Exchange, attempt: int) -> bool:
         if attempt >= self._retry.max_attempts:

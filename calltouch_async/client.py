@@ -155,7 +155,8 @@ class CalltouchClient:
                 session = self._session = self._new_session()
             transport = Transport(session, self.base_url, self.site_id, self._token)
             self._dispatcher = Dispatcher(
-                transport, self._resolve_limiter(), self.retry, self.timeout, self.site_id
+                transport, self._resolve_limiter(), self.retry, self.timeout, self.site_id,
+                self.max_in_flight,
             )
             self._state = _State.OPEN
         return self._dispatcher

@@ -37,7 +37,6 @@ from typing import Protocol, runtime_checkable
 from aiolimiter import AsyncLimiter
 
 from ._constants import (
-    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_RATE_MARGIN,
     RATE_LIMIT_PERIOD,
     RATE_LIMIT_REQUESTS,
@@ -84,12 +83,10 @@ class Permit:
     def counted_at(self, now: float) -> float:
         """When this start counts: its send time, or ``now`` while it may still go out.
 
-        A permit never marked sent counts as sent at most a connect timeout after it was
-        taken, so a caller that forgets :meth:`sent` slows the limiter but cannot stall it.
+        A permit must be marked :meth:`sent` in every case (the client does so when the
+        exchange ends, whatever happened); until then it holds its place in the window.
         """
-        if not self.pending:
-            return self.at
-        return min(now, self.at + DEFAULT_CONNECT_TIMEOUT)
+        return now if self.pending else self.at
 
 
 @runtime_checkable
@@ -193,9 +190,14 @@ class SpacedLimiter(_Pausable):
         return f"{type(self).__name__}(interval={self.interval:.3f}s)"
 
     async def acquire(self) -> None:
-        while (wait := self._paused_until - self._clock()) > 0:
-            await self._sleep(wait)
-        await self._bucket.acquire()
+        while True:
+            while (wait := self._paused_until - self._clock()) > 0:
+                await self._sleep(wait)
+            await self._bucket.acquire()
+            # A 429 may have paused everyone while this waited in the bucket: then wait out
+            # the pause and queue again, so the waiters do not all start when it ends.
+            if self._paused_until <= self._clock():
+                return
 
 
 def _check_limits(rate: int, period: float, margin: float) -> None:

@@ -22,7 +22,7 @@ from .errors import MalformedResponseError
 from .limiter import Permit
 from .models import LeadOutcome, ResponseData, Violation, decode_response
 
-__all__ = ["Exchange", "Reply", "SendTimeTrace", "Transport", "parse_retry_after"]
+__all__ = ["Attempt", "Exchange", "Reply", "SendTimeTrace", "Transport", "parse_retry_after"]
 
 _AUTH_STATUSES: Final = frozenset({401, 403})
 _AUTH_WORDS = re.compile(r"auth|token|credential|forbidden|access", re.IGNORECASE)
@@ -52,10 +52,25 @@ class Exchange:
     retry_after: float | None = None
 
 
+class Attempt:
+    """One POST's progress: whether its request may have left, and its rate-limit permit."""
+
+    __slots__ = ("may_be_sent", "permit")
+
+    def __init__(self, permit: Permit | None) -> None:
+        self.permit = permit
+        self.may_be_sent = False
+
+    def mark_sent(self) -> None:
+        self.may_be_sent = True
+        if self.permit is not None:
+            self.permit.sent()
+
+
 class SendTimeTrace(aiohttp.TraceConfig):
-    """Marks a request's :class:`~calltouch_async.limiter.Permit` sent when its headers are
-    written, so the rate limit counts the moment the request really left (after any
-    connection handshake), not the moment the permit was taken.
+    """Marks a request sent when its headers are written, so the rate limit counts the moment
+    the request really left (after any connection handshake) and a request that never left
+    is known not to have been sent.
 
     The client adds one to the session it creates. To get the same on a session you pass
     in, create it with ``aiohttp.ClientSession(trace_configs=[SendTimeTrace()])``.
@@ -71,21 +86,22 @@ async def _mark_sent(
     context: object,
     params: aiohttp.TraceRequestHeadersSentParams,
 ) -> None:
-    permit = getattr(context, "trace_request_ctx", None)
-    if isinstance(permit, Permit):
-        permit.sent()
+    attempt = getattr(context, "trace_request_ctx", None)
+    if isinstance(attempt, Attempt):
+        attempt.mark_sent()
 
 
 class Transport:
     """POSTs bodies to one account's comment endpoint through one session."""
 
-    __slots__ = ("_headers", "_session", "_traced", "url")
+    __slots__ = ("_headers", "_session", "_token", "traced", "url")
 
     def __init__(
         self, session: aiohttp.ClientSession, base_url: str, site_id: int | str, token: str
     ) -> None:
         self._session = session
-        self._traced = any(isinstance(t, SendTimeTrace) for t in session.trace_configs)
+        self._token = token
+        self.traced = any(isinstance(t, SendTimeTrace) for t in session.trace_configs)
         self.url = base_url.rstrip("/") + COMMENT_PATH
         self._headers = {
             "Access-Token": token,
@@ -97,24 +113,28 @@ class Transport:
     def __repr__(self) -> str:
         return f"Transport(url={self.url!r})"
 
-    async def post(self, body: bytes, permit: Permit | None = None) -> Exchange:
+    async def post(self, body: bytes, attempt: Attempt) -> Exchange:
         """Send ``body`` once and classify what came back (never raises on HTTP errors).
 
-        ``permit`` is marked sent when the headers are written (or now, on a session without
-        :class:`SendTimeTrace`), and in any case when the exchange ends.
+        ``attempt`` is marked sent when the headers are written; on a session without
+        :class:`SendTimeTrace`, from the start. Its permit is settled however this ends.
         """
-        if permit is not None and not self._traced:
-            permit.sent()
+        if not self.traced:
+            attempt.mark_sent()
         try:
-            return await self._post(body, permit)
+            exchange = await self._post(body, attempt)
         finally:
-            if permit is not None:
-                permit.sent()
+            if attempt.permit is not None:
+                attempt.permit.sent()
+        if self._token and self._token in exchange.detail:
+            # Calltouch's own error text is quoted in results and exceptions: never the token.
+            exchange.detail = exchange.detail.replace(self._token, "***")
+        return exchange
 
-    async def _post(self, body: bytes, permit: Permit | None) -> Exchange:
+    async def _post(self, body: bytes, attempt: Attempt) -> Exchange:
         try:
             async with self._session.post(
-                self.url, data=body, headers=self._headers, trace_request_ctx=permit
+                self.url, data=body, headers=self._headers, trace_request_ctx=attempt
             ) as resp:
                 raw = await resp.read()
                 return classify(resp.status, raw, resp.headers.get("Retry-After"))

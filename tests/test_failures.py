@@ -143,12 +143,20 @@ async def test_slower_than_the_deadline_is_unknown(emulator: EmulatorFactory) ->
     assert len(emu.ledger.requests) == 1
 
 
+class FixedBackoff(RetryPolicy):
+    """Half a second between attempts, no jitter: attempts at 0, 0.5 and 1.0 s."""
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        return 0.5
+
+
 async def test_retries_share_one_deadline(emulator: EmulatorFactory) -> None:
     leads = make_leads(10)
     async with emulator(calls=10) as emu:
         emu.inject(Fault.RATE_LIMIT, probability=1.0)
-        retry = RetryPolicy(max_attempts=100, base_delay=0.2, max_delay=0.2)
-        async with client_for(emu, timeout=1.0, retry=retry) as c:
+        retry = FixedBackoff(max_attempts=100)
+        # The 1.25 s deadline falls in the wait after the third 429: nothing is in flight.
+        async with client_for(emu, timeout=1.25, retry=retry) as c:
             loop = asyncio.get_running_loop()
             started = loop.time()
             results = await run(c, leads)
@@ -156,7 +164,8 @@ async def test_retries_share_one_deadline(emulator: EmulatorFactory) -> None:
     check(emu, leads, results)
     assert statuses(results) == {"failed": 10}
     assert "deadline" in (results[0].error or "")
-    assert elapsed < 5.0  # 100 attempts x 0.2 s would be 20 s: the deadline covers them all
+    assert len(emu.ledger.requests) == 3
+    assert elapsed < 5.0  # 100 attempts x 0.5 s would be 50 s: the deadline covers them all
 
 
 async def test_malformed_json_is_unknown(emulator: EmulatorFactory) -> None:

@@ -166,10 +166,22 @@ async def test_a_permit_not_yet_sent_counts_as_starting_now() -> None:
     assert await waiter == [pytest.approx(2.0)]
 
 
-async def test_a_permit_never_marked_sent_cannot_stall_the_limiter() -> None:
+async def test_spaced_limiter_waits_out_a_pause_that_began_while_queued() -> None:
     clock = FakeClock()
-    limiter = window_limiter(clock, margin=0.0)
-    for _ in range(5):
-        await limiter.acquire()  # never sent
-    (start,) = await starts(limiter, clock, 1)
-    assert start == pytest.approx(10.0 + 1.0)  # counted as sent a connect timeout later
+    limiter = SpacedLimiter(clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    limiter._bucket = _PauseWhileQueued(limiter)  # the 429 arrives while this one is queued
+    await limiter.acquire()
+    assert clock.now == pytest.approx(3.0)
+
+
+class _PauseWhileQueued:
+    """A bucket whose first acquire sees a 3 s cooldown start (as if another request hit 429)."""
+
+    def __init__(self, limiter: SpacedLimiter) -> None:
+        self.limiter = limiter
+        self.calls = 0
+
+    async def acquire(self) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await self.limiter.cooldown(3.0)
