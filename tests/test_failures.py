@@ -376,3 +376,64 @@ async def test_the_token_never_reaches_logs_or_errors(
     assert any(r.levelno == logging.WARNING for r in caplog.records)  # retries and unknowns
     assert TOKEN not in caplog.text
     assert TOKEN not in text
+
+
+async def test_max_in_flight_bounds_the_whole_client(emulator: EmulatorFactory) -> None:
+    # Three streams and a comment() call at once: never more than 2 requests in flight.
+    async with emulator(calls=1200, latency=0.3, rate_limit=None) as emu:
+        async with client_for(emu, max_in_flight=2) as c:
+
+            async def stream(prefix: str, first: int) -> int:
+                leads = make_leads(300, prefix=prefix, first_id=first)
+                return len([r async for r in c.comment_many(leads)])
+
+            counts = await asyncio.gather(
+                stream("a", 1), stream("b", 301), stream("c", 601),
+                c.comment(make_leads(50, prefix="d", first_id=901)),
+            )
+    assert counts[:3] == [300, 300, 300] and len(counts[3]) == 50
+    # Each answer takes 0.3 s: arrivals closer together than that were in flight together.
+    assert emu.ledger.max_in_window(0.25, accepted_only=False) <= 2
+
+
+async def test_leads_that_never_left_before_the_deadline_are_failed(
+    emulator: EmulatorFactory,
+) -> None:
+    async with emulator(calls=10, latency=2.0) as emu:
+        async with client_for(emu, max_in_flight=1, timeout=1.0) as c:
+            sent, queued = await asyncio.gather(
+                c.comment(make_leads(1, prefix="sent")),
+                c.comment(make_leads(1, prefix="queued", first_id=2)),
+            )
+    assert sent[0].status is S.UNKNOWN  # at the server when the deadline passed
+    assert queued[0].status is S.FAILED  # waited for a free slot and never left
+    assert len(emu.ledger.requests) == 1
+
+
+async def test_calltouch_echoing_the_token_never_reaches_the_caller() -> None:
+    from aiohttp import web
+
+    async def echo_token(request: web.Request) -> web.Response:
+        message = f"bad token {request.headers['Access-Token']}"
+        body = {"meta": [], "data": {"type": "apiError", "apiErrorData": {
+            "errorCode": 401, "errorMessage": message}}}
+        return web.json_response(body, status=401)
+
+    app = web.Application()
+    app.router.add_post("/lead-service/v1/api/comment/lead/add", echo_token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        client = CalltouchClient(
+            SITE_ID, TOKEN, base_url=f"http://127.0.0.1:{port}", rate_limiter=None
+        )
+        async with client:
+            with pytest.raises(AuthError) as caught:
+                await client.comment(make_leads(1))
+    finally:
+        await runner.cleanup()
+    assert TOKEN not in str(caught.value)
+    assert "bad token ***" in str(caught.value)
