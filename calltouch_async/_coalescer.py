@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Final
 
 import msgspec
 
 from .batching import Dispatcher, Item, Stream, stream_results
-from .errors import AuthError
+from .errors import AuthError, ClientClosedError
 from .models import CommentResult, CommentStatus, LeadComment
 
 __all__ = ["Coalescer"]
@@ -80,8 +81,8 @@ class Coalescer:
     """Owns the shared stream behind ``submit()``; started on first use."""
 
     __slots__ = (
-        "_consumer", "_dispatcher", "_error", "_linger", "_max_in_flight", "_room", "_source",
-        "_streams",
+        "_closing", "_consumer", "_dispatcher", "_error", "_linger", "_max_in_flight", "_room",
+        "_source", "_streams",
     )
 
     def __init__(
@@ -101,35 +102,31 @@ class Coalescer:
         self._source: _SubmitSource | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
+        self._closing = False
 
     async def submit(self, lead: LeadComment) -> CommentResult:
-        if self._error is not None:
-            raise self._error
         async with self._room:  # backpressure: at most max_pending leads wait
+            # Checked after the wait for room: the client may have closed, or failed, since.
+            if self._error is not None:
+                raise self._error
+            if self._closing:
+                raise ClientClosedError("the client is closing: submit() takes no more leads")
             source = self._start()
             future: asyncio.Future[CommentResult] = asyncio.get_running_loop().create_future()
             source.put(_Waiter(lead, future))
             return await future
 
     def _start(self) -> _SubmitSource:
-        if self._source is None:
+        """The running stream's source; a new stream if there is none or it has ended."""
+        if self._source is None or self._consumer is None or self._consumer.done():
             self._source = source = _SubmitSource()
             stream = stream_results(
                 self._dispatcher, source, ordered=False, max_in_flight=self._max_in_flight,
-                streams=self._streams, linger=self._linger, keep=self._keep,
+                streams=self._streams, linger=self._linger,
+                keep=functools.partial(_keep, source),
             )
             self._consumer = asyncio.create_task(self._deliver(source, stream))
         return self._source
-
-    def _keep(self, item: Item) -> bool:
-        """Called as a chunk launches: drop leads whose caller gave up, mark the rest sent."""
-        assert self._source is not None
-        waiter = self._source.waiters[item[0]]
-        if waiter.future.done():
-            del self._source.waiters[item[0]]
-            return False
-        waiter.sent = True
-        return True
 
     async def _deliver(
         self, source: _SubmitSource, stream: AsyncIterator[CommentResult]
@@ -140,10 +137,10 @@ class Coalescer:
                 if not waiter.future.done():  # else the caller was cancelled after sending
                     waiter.future.set_result(_as_single(result))
         except AuthError as exc:
-            self._error = exc
+            self._error = exc  # the credentials will not get better: every later call too
             self._fail_all(source, exc)
         except Exception as exc:
-            self._fail_all(source, exc)
+            self._fail_all(source, exc)  # the next submit() starts a new stream
 
     def _fail_all(self, source: _SubmitSource, exc: BaseException) -> None:
         for waiter in [*source.waiters.values(), *source.unread()]:
@@ -156,6 +153,7 @@ class Coalescer:
 
         Leads that could not be sent get ``failed``; leads cancelled in flight ``unknown``.
         """
+        self._closing = True
         source, consumer = self._source, self._consumer
         if source is None or consumer is None:
             return
@@ -172,9 +170,20 @@ class Coalescer:
         source.waiters.clear()
 
 
+def _keep(source: _SubmitSource, item: Item) -> bool:
+    """Called as a chunk launches: drop leads whose caller gave up, mark the rest launched."""
+    waiter = source.waiters[item[0]]
+    if waiter.future.done():
+        del source.waiters[item[0]]
+        return False
+    waiter.sent = True
+    return True
+
+
 def _abandoned(waiter: _Waiter) -> CommentResult:
     if waiter.sent:
-        status, error = CommentStatus.UNKNOWN, "client closed while the request was in flight"
+        status = CommentStatus.UNKNOWN
+        error = "client closed while the request was on its way: it may or may not be applied"
     else:
         status, error = CommentStatus.FAILED, "client closed before the lead could be sent"
     return CommentResult(index=0, lead=waiter.lead, status=status, error=error)

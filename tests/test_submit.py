@@ -7,7 +7,14 @@ from collections import Counter
 
 import pytest
 
-from calltouch_async import AuthError, CallMatch, CommentStatus, LeadComment
+from calltouch_async import (
+    AuthError,
+    CallMatch,
+    ClientClosedError,
+    CommentResult,
+    CommentStatus,
+    LeadComment,
+)
 from calltouch_async.testing import Fault
 from conftest import EmulatorFactory, client_for, make_leads
 
@@ -118,4 +125,32 @@ async def test_close_reports_what_could_not_be_sent(emulator: EmulatorFactory) -
             await asyncio.sleep(0.1)  # sent; the answer takes 2 s, longer than the flush allows
         results = await asyncio.gather(*tasks)
     assert {r.status for r in results} == {CommentStatus.UNKNOWN}
-    assert "in flight" in (results[0].error or "")
+    assert "on its way" in (results[0].error or "")
+
+
+async def test_callers_waiting_for_room_get_auth_error_too(emulator: EmulatorFactory) -> None:
+    async with emulator(calls=10) as emu:
+        emu.inject(Fault.AUTH_FAILURE, on_requests=[1])
+        async with client_for(emu, max_pending=1, linger=0.01) as client:
+            outcomes = await asyncio.gather(
+                *(client.submit(lead) for lead in make_leads(3)), return_exceptions=True
+            )
+    assert [type(o) for o in outcomes] == [AuthError] * 3
+    assert len(emu.ledger.requests) == 1
+
+
+async def test_callers_waiting_for_room_at_close_are_told_it_closed(
+    emulator: EmulatorFactory,
+) -> None:
+    async with emulator(calls=10, latency=0.3) as emu:
+        client = client_for(emu, max_pending=1, linger=0.01)
+        async with client:
+            tasks = [asyncio.create_task(client.submit(lead)) for lead in make_leads(3)]
+            await asyncio.sleep(0.1)  # the first is sent; the others wait for room
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        with pytest.raises(ClientClosedError):
+            await client.submit(make_leads(1)[0])
+    first, *rest = outcomes
+    assert isinstance(first, CommentResult) and first.status is OK
+    assert all(isinstance(o, ClientClosedError) for o in rest)
+    assert emu.ledger.text_counts() == {"lead-0": 1}
