@@ -272,17 +272,16 @@ class Stream:
                 await self.unconsumed.acquire()
                 try:
                     if chunk and linger is not None:
-                        async with asyncio.timeout_at(chunk_deadline):
-                            lead = await anext(source)
-                    else:  # no Timeout object per lead when there is nothing to time
+                        lead = await _next_before(source, chunk_deadline)
+                    else:  # no timer per lead when there is nothing to time
                         lead = await anext(source)
-                except TimeoutError:
-                    self.unconsumed.release()
-                    chunk = await self.launch(chunk)
-                    continue
                 except StopAsyncIteration:
                     self.unconsumed.release()
                     break
+                if isinstance(lead, _Lingered):
+                    self.unconsumed.release()
+                    chunk = await self.launch(chunk)
+                    continue
                 index += 1
                 problems = validate_lead(lead, index)
                 if problems:
@@ -295,10 +294,16 @@ class Stream:
                     chunk = await self.launch(chunk)
                     # A ready source never suspends: let requests holding permits go out.
                     await asyncio.sleep(0)
-            if chunk:
-                await self.launch(chunk)
-        except Exception as exc:  # the caller's iterable failed: finish what was sent first
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the stream itself is being cancelled
+            error = exc  # the caller's iterable raised it
+        except Exception as exc:  # the caller's iterable failed
             error = exc
+        # Leads already read still get their results, then the stream ends (or raises).
+        if chunk:
+            await self.launch(chunk)
         if self.tasks:
             await asyncio.wait(set(self.tasks))
         self.queue.put_nowait(_End(error))
@@ -354,13 +359,17 @@ async def stream_results(
     chunk_size: int = MAX_LEADS_PER_REQUEST,
     linger: float | None = None,
     keep: Callable[[Item], bool] | None = None,
+    closed: Callable[[], bool] = lambda: False,
 ) -> AsyncGenerator[CommentResult, None]:
     """Yield one result per lead of ``leads`` as requests answer (or in input order).
 
     ``linger`` and ``keep`` serve ``submit()``: launch partial chunks after ``linger``
     seconds, and drop at launch the items ``keep`` rejects (their callers gave up); dropped
-    items yield no result.
+    items yield no result. ``closed`` tells whether the client closed before the first
+    iteration. If ``leads`` raises, the leads read before get their results first.
     """
+    if closed():  # created before the client closed, first iterated after
+        raise ClientClosedError("this CalltouchClient is closed; create a new one")
     stream = Stream(dispatcher, max_in_flight, chunk_size, keep, ordered)
     stream.producer = asyncio.create_task(stream.produce(leads, linger))
     streams.add(stream)
@@ -399,6 +408,26 @@ class _Reorder:
             ready.append(self._held.pop(self.next_index))
             self.next_index += 1
         return ready
+
+
+class _Lingered:
+    """The first lead of a partial chunk has waited ``linger``: launch the chunk."""
+
+
+_LINGERED: Final = _Lingered()
+
+
+async def _next_before(
+    source: AsyncIterator[LeadComment], deadline: float
+) -> LeadComment | _Lingered:
+    """The next lead, or :data:`_LINGERED` if none comes before ``deadline`` (loop time)."""
+    try:
+        async with asyncio.timeout_at(deadline) as timer:
+            return await anext(source)
+    except TimeoutError:
+        if timer.expired():
+            return _LINGERED
+        raise  # the source's own TimeoutError is an input error, not the linger timer
 
 
 async def _aiter(

@@ -113,6 +113,8 @@ class CalltouchClient:
         self._limiter_arg = rate_limiter
         self.max_in_flight = max_in_flight
         self.timeout = timeout
+        if retry is not None and retry_unknown:
+            raise ValueError("pass retry_unknown=True to your RetryPolicy, not to the client")
         self.retry = retry if retry is not None else RetryPolicy(retry_unknown=retry_unknown)
         self._session = session
         self._owns_session = session is None
@@ -257,7 +259,7 @@ class CalltouchClient:
         dispatcher = self._open()
         return stream_results(
             dispatcher, leads, ordered=ordered, max_in_flight=self.max_in_flight,
-            streams=self._streams,
+            streams=self._streams, closed=lambda: self.closed,
         )
 
     async def submit(self, lead: LeadComment) -> CommentResult:

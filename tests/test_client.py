@@ -200,3 +200,38 @@ def test_constructing_a_client_needs_no_running_loop() -> None:
     # No session, limiter or loop is created before the client is opened inside a loop.
     client = CalltouchClient(SITE_ID, TOKEN)
     assert not client.closed
+
+
+@pytest.mark.parametrize("error", [ValueError("broken feed"), TimeoutError("feed timed out")])
+async def test_an_input_error_is_raised_after_the_leads_read_before_it(
+    emulator: EmulatorFactory, error: Exception
+) -> None:
+    async def failing_feed() -> AsyncIterator[LeadComment]:
+        for lead in make_leads(150):
+            yield lead
+        raise error
+
+    results = []
+    async with emulator(calls=150) as emu, client_for(emu) as client:
+        with pytest.raises(type(error)):
+            async for r in client.comment_many(failing_feed()):
+                results.append(r)
+    assert sorted(r.index for r in results) == list(range(150))  # none of them lost
+    assert len(emu.ledger.applied) == 150
+
+
+async def test_a_stream_first_iterated_after_close_raises(emulator: EmulatorFactory) -> None:
+    async with emulator() as emu:
+        client = client_for(emu)
+        async with client:
+            stream = client.comment_many(make_leads(3))
+        with pytest.raises(ClientClosedError):
+            await anext(stream)
+    assert emu.ledger.requests == []
+
+
+def test_retry_unknown_belongs_to_the_retry_policy() -> None:
+    from calltouch_async import RetryPolicy
+
+    with pytest.raises(ValueError, match="RetryPolicy"):
+        CalltouchClient(SITE_ID, TOKEN, retry=RetryPolicy(), retry_unknown=True)
