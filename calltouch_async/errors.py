@@ -9,6 +9,8 @@ with a status (see ``CommentStatus``). Exceptions are for conditions that stop a
     ├── ClientClosedError           the client was closed (or never opened) when used
     ├── MalformedResponseError      a body that is not what the API documents
     └── RateLimiterUnavailableError a shared limiter (Redis) cannot be reached; nothing was sent
+                                    (raised by the limiter; the client reports the leads of
+                                    that request ``failed`` with it as the reason)
 
 No message ever contains the access token: they name the site id instead.
 """
