@@ -124,6 +124,7 @@ class Coalescer:
                 self._dispatcher, source, ordered=False, max_in_flight=self._max_in_flight,
                 streams=self._streams, linger=self._linger,
                 keep=functools.partial(_keep, source),
+                on_sent=functools.partial(_mark_sent, source),
             )
             self._consumer = asyncio.create_task(self._deliver(source, stream))
         return self._source
@@ -162,8 +163,12 @@ class Coalescer:
             await asyncio.wait_for(asyncio.shield(consumer), flush_timeout)
         if not consumer.done():
             consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await consumer
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # aclose() itself was cancelled, not just the consumer
         for waiter in [*source.waiters.values(), *source.unread()]:
             if not waiter.future.done():
                 waiter.future.set_result(_abandoned(waiter))
@@ -171,13 +176,20 @@ class Coalescer:
 
 
 def _keep(source: _SubmitSource, item: Item) -> bool:
-    """Called as a chunk launches: drop leads whose caller gave up, mark the rest launched."""
+    """Called as a chunk launches: drop leads whose caller gave up."""
     waiter = source.waiters[item[0]]
     if waiter.future.done():
         del source.waiters[item[0]]
         return False
-    waiter.sent = True
     return True
+
+
+def _mark_sent(source: _SubmitSource, part: list[Item]) -> None:
+    """A request carrying ``part`` may have left: closing now leaves them ``unknown``."""
+    for index, _ in part:
+        waiter = source.waiters.get(index)
+        if waiter is not None:
+            waiter.sent = True
 
 
 def _abandoned(waiter: _Waiter) -> CommentResult:

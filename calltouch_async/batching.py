@@ -9,6 +9,7 @@ more when Calltouch's validation names some of them) and every lead of it a resu
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import math
@@ -30,6 +31,8 @@ log = logging.getLogger("calltouch_async")
 
 #: A lead with its position in the caller's input.
 Item: TypeAlias = tuple[int, LeadComment]
+#: Told which leads a request that may have left was carrying.
+OnSent: TypeAlias = Callable[[list[Item]], None]
 
 _LEAD_PATH: Final = re.compile(r"comments\[(\d+)\]")
 _RETRYABLE: Final = frozenset({Reply.RATE_LIMITED, Reply.NOT_SENT})
@@ -67,14 +70,17 @@ class Dispatcher:
         self._timeout = timeout
         self._site_id = site_id
 
-    async def run(self, items: list[Item]) -> list[CommentResult]:
-        """One result per item (any order). Raises :class:`AuthError` on bad credentials."""
+    async def run(self, items: list[Item], on_sent: OnSent | None = None) -> list[CommentResult]:
+        """One result per item (any order). Raises :class:`AuthError` on bad credentials.
+
+        ``on_sent(part)`` is called when a request carrying ``part`` may have left.
+        """
         results: list[CommentResult] = []
         parts = [items]
         split_budget = 4 * math.ceil(math.log2(max(len(items), 2)))
         while parts:
             part = parts.pop()
-            exchange = await self._exchange(part)
+            exchange = await self._exchange(part, on_sent)
             if exchange.reply is not Reply.VIOLATIONS:
                 results.extend(self._results(part, exchange))
                 continue
@@ -93,15 +99,17 @@ class Dispatcher:
                 results.extend(_with_status(part, CommentStatus.FAILED, reason))
         return results
 
-    async def _exchange(self, part: list[Item]) -> Exchange:
+    async def _exchange(self, part: list[Item], on_sent: OnSent | None) -> Exchange:
         body = encode_request([lead for _, lead in part])
+        notify = None if on_sent is None else functools.partial(on_sent, part)
         maybe_applied = False
         attempt = Attempt(None)
         try:
-            async with asyncio.timeout(self._timeout):
+            # The deadline starts once the request has a slot to go out in (see _attempt).
+            async with asyncio.timeout(None) as deadline:
                 for number in itertools.count(1):
-                    attempt = Attempt(None)
-                    exchange = await self._attempt(body, attempt)
+                    attempt = Attempt(None, notify)
+                    exchange = await self._attempt(body, attempt, deadline)
                     attempt = Attempt(None)  # answered: nothing is in flight until the next
                     maybe_applied |= exchange.reply is Reply.UNKNOWN
                     if not self._should_retry(exchange, number):
@@ -116,13 +124,18 @@ class Dispatcher:
             return Exchange(Reply.UNKNOWN, exchange.status, detail)
         return exchange
 
-    async def _attempt(self, body: bytes, attempt: Attempt) -> Exchange:
+    async def _attempt(
+        self, body: bytes, attempt: Attempt, deadline: asyncio.Timeout
+    ) -> Exchange:
         """One permit and one POST, within the client-wide bound on requests in flight.
 
         The bound keeps a permit from ever waiting for a pooled connection (the pool is
-        larger than the bound): a start is counted only for a request ready to go.
+        larger than the bound): a start is counted only for a request ready to go. Waiting
+        for the bound is not part of the request's deadline, which starts here.
         """
         async with self._sending:
+            if deadline.when() is None:
+                deadline.reschedule(asyncio.get_running_loop().time() + self._timeout)
             try:
                 if self._limiter is not None:
                     attempt.permit = await self._limiter.acquire()
@@ -141,7 +154,10 @@ class Dispatcher:
         delay = self._retry.backoff(attempt, exchange.retry_after)
         if exchange.reply is Reply.RATE_LIMITED and self._limiter is not None:
             # Everyone sharing the limiter backs off, not just this request.
-            await self._limiter.cooldown(delay)
+            try:
+                await self._limiter.cooldown(delay)
+            except CalltouchError as exc:  # the next acquire() will fail this request
+                log.warning("could not share the pause after a 429: %s", exc)
         log.warning(
             "retrying a request of %d leads in %.2f s (attempt %d of %d): %s",
             leads, delay, attempt + 1, self._retry.max_attempts, exchange.detail,
@@ -220,15 +236,17 @@ _QueueItem: TypeAlias = list[CommentResult] | BaseException | _End
 class Stream:
     """The state of one ``comment_many`` call: a producer reading input, chunk tasks, a queue.
 
-    Two semaphores bound memory: ``slots`` (requests running) and ``unconsumed`` (leads read
-    but not yet handed to the caller), so input is read at most one chunk past the window.
+    Two semaphores bound this stream's memory: ``slots`` (chunks launched) and
+    ``unconsumed`` (leads read but not yet handed to the caller), so input is read at most one
+    chunk past the window: ``(max_in_flight + 1) * 100`` leads per stream. Requests in flight
+    are bounded per client by the dispatcher.
     Chunks are launched full; only in input order, when the caller waits for a lead of the
     chunk being filled and the reader must wait for the caller, is a partial one launched.
     """
 
     __slots__ = (
-        "chunk_size", "dispatcher", "keep", "producer", "queue", "reorder", "slots", "tasks",
-        "unconsumed",
+        "chunk_size", "dispatcher", "keep", "on_sent", "producer", "queue", "reorder", "slots",
+        "tasks", "unconsumed",
     )
 
     def __init__(
@@ -238,9 +256,11 @@ class Stream:
         chunk_size: int,
         keep: Callable[[Item], bool] | None = None,
         ordered: bool = False,
+        on_sent: OnSent | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.keep = keep
+        self.on_sent = on_sent
         self.reorder = _Reorder() if ordered else None
         self.chunk_size = chunk_size
         self.queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
@@ -294,13 +314,13 @@ class Stream:
                     chunk = await self.launch(chunk)
                     # A ready source never suspends: let requests holding permits go out.
                     await asyncio.sleep(0)
-        except asyncio.CancelledError as exc:
+        except (asyncio.CancelledError, Exception) as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
-                raise  # the stream itself is being cancelled
-            error = exc  # the caller's iterable raised it
-        except Exception as exc:  # the caller's iterable failed
-            error = exc
+                # The stream is being cancelled (the input may have answered that with an
+                # error of its own): send nothing more.
+                raise asyncio.CancelledError from exc
+            error = exc  # the caller's iterable failed
         # Leads already read still get their results, then the stream ends (or raises).
         if chunk:
             await self.launch(chunk)
@@ -330,7 +350,7 @@ class Stream:
 
     async def _run(self, chunk: list[Item]) -> None:
         try:
-            self.queue.put_nowait(await self.dispatcher.run(chunk))
+            self.queue.put_nowait(await self.dispatcher.run(chunk, self.on_sent))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # AuthError, or a bug: the consumer raises it
@@ -359,18 +379,20 @@ async def stream_results(
     chunk_size: int = MAX_LEADS_PER_REQUEST,
     linger: float | None = None,
     keep: Callable[[Item], bool] | None = None,
+    on_sent: OnSent | None = None,
     closed: Callable[[], bool] = lambda: False,
 ) -> AsyncGenerator[CommentResult, None]:
     """Yield one result per lead of ``leads`` as requests answer (or in input order).
 
-    ``linger`` and ``keep`` serve ``submit()``: launch partial chunks after ``linger``
-    seconds, and drop at launch the items ``keep`` rejects (their callers gave up); dropped
-    items yield no result. ``closed`` tells whether the client closed before the first
-    iteration. If ``leads`` raises, the leads read before get their results first.
+    ``linger``, ``keep`` and ``on_sent`` serve ``submit()``: launch partial chunks after
+    ``linger`` seconds, drop at launch the items ``keep`` rejects (their callers gave up;
+    dropped items yield no result), and report which leads' requests may have left.
+    ``closed`` tells whether the client closed before the first iteration. If ``leads``
+    raises, the leads read before get their results first.
     """
     if closed():  # created before the client closed, first iterated after
         raise ClientClosedError("this CalltouchClient is closed; create a new one")
-    stream = Stream(dispatcher, max_in_flight, chunk_size, keep, ordered)
+    stream = Stream(dispatcher, max_in_flight, chunk_size, keep, ordered, on_sent)
     stream.producer = asyncio.create_task(stream.produce(leads, linger))
     streams.add(stream)
     reorder = stream.reorder

@@ -76,6 +76,7 @@ class CalltouchClient:
         "_session",
         "_state",
         "_streams",
+        "_teardown",
         "_token",
         "base_url",
         "flush_timeout",
@@ -125,6 +126,7 @@ class CalltouchClient:
         self._coalescer: Coalescer | None = None
         self._streams: set[Stream] = set()
         self._runs: set[asyncio.Future[list[CommentResult]]] = set()
+        self._teardown: asyncio.Future[None] | None = None
         self._state = _State.UNOPENED
 
     def __repr__(self) -> str:
@@ -179,23 +181,28 @@ class CalltouchClient:
         return self._limiter_arg
 
     async def aclose(self) -> None:
-        """Flush pending :meth:`submit` leads (up to ``flush_timeout``), cancel requests in
-        flight, close the session if the client made it. Idempotent.
+        """Cancel ``comment``/``comment_many`` requests in flight, flush pending
+        :meth:`submit` leads (up to ``flush_timeout``), close the session if the client made
+        it. Idempotent; if the call is cancelled, the teardown still completes.
 
         Leads whose request was cancelled get no result: the ``comment_many`` stream or the
         ``comment`` call that carried them raises :class:`ClientClosedError`; their comments
         may or may not have been applied.
         """
-        if self._state is _State.CLOSED:
-            return
         self._state = _State.CLOSED
-        if self._coalescer is not None:
-            await self._coalescer.aclose(self.flush_timeout)
+        if self._teardown is None:
+            self._teardown = asyncio.ensure_future(self._tear_down())
+        await asyncio.shield(self._teardown)
+
+    async def _tear_down(self) -> None:
+        # Streams first, so they stop sending while submit() leads are flushed.
         streams = list(self._streams)
         await asyncio.gather(*(s.cancel(closed_error()) for s in streams))
         for run in self._runs:
             run.cancel()
         await asyncio.gather(*self._runs, return_exceptions=True)
+        if self._coalescer is not None:
+            await self._coalescer.aclose(self.flush_timeout)
         if self._owns_session and self._session is not None:
             await self._session.close()
 
@@ -274,8 +281,9 @@ class CalltouchClient:
         """
         dispatcher = self._open()
         if self._coalescer is None:
+            # Its stream is not in self._streams: aclose() flushes it instead of cancelling it.
             self._coalescer = Coalescer(
                 dispatcher, linger=self.linger, max_pending=self.max_pending,
-                max_in_flight=self.max_in_flight, streams=self._streams,
+                max_in_flight=self.max_in_flight, streams=set(),
             )
         return await self._coalescer.submit(lead)

@@ -37,6 +37,7 @@ from typing import Protocol, runtime_checkable
 from aiolimiter import AsyncLimiter
 
 from ._constants import (
+    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_RATE_MARGIN,
     RATE_LIMIT_PERIOD,
     RATE_LIMIT_REQUESTS,
@@ -52,6 +53,11 @@ __all__ = [
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+# A request's headers are written within the connect timeout of its permit, or never: the
+# client bounds requests in flight below its pool size, so a permit never waits for a
+# connection (on a session you pass in, give the connector at least max_in_flight).
+_LONGEST_SEND = DEFAULT_CONNECT_TIMEOUT + 1.0
 
 
 class Permit:
@@ -83,10 +89,15 @@ class Permit:
     def counted_at(self, now: float) -> float:
         """When this start counts: its send time, or ``now`` while it may still go out.
 
-        A permit must be marked :meth:`sent` in every case (the client does so when the
-        exchange ends, whatever happened); until then it holds its place in the window.
+        The client marks every permit sent when its request is written, and again when the
+        exchange ends. A permit nobody marks (a caller using a limiter directly and
+        forgetting :meth:`sent`) counts as sent once a request could no longer be on its
+        way (the connect timeout, plus a second), so it slows the limiter but cannot stall
+        every client sharing it.
         """
-        return now if self.pending else self.at
+        if not self.pending:
+            return self.at
+        return min(now, self.at + _LONGEST_SEND)
 
 
 @runtime_checkable
@@ -97,7 +108,8 @@ class RateLimiter(Protocol):
         """Wait until one more request may start now, and count it as started.
 
         A limiter that can count the start from when the request is really sent returns a
-        :class:`Permit`; one that counts from now returns ``None``.
+        :class:`Permit`, and whoever sends must call its :meth:`~Permit.sent`; one that
+        counts from now returns ``None``.
         """
 
     async def cooldown(self, seconds: float) -> None:

@@ -22,8 +22,10 @@ from calltouch_async import (
     CommentResult,
     CommentStatus,
     LeadComment,
+    RateLimiterUnavailableError,
     RequestContactMatch,
     RetryPolicy,
+    SlidingWindowLimiter,
 )
 from calltouch_async.testing import CalltouchEmulator, Fault
 from calltouch_async.transport import Reply, classify
@@ -399,15 +401,27 @@ async def test_max_in_flight_bounds_the_whole_client(emulator: EmulatorFactory) 
 async def test_leads_that_never_left_before_the_deadline_are_failed(
     emulator: EmulatorFactory,
 ) -> None:
-    async with emulator(calls=10, latency=2.0) as emu:
+    limiter = SlidingWindowLimiter()
+    async with emulator(calls=10) as emu:
+        async with client_for(emu, rate_limiter=limiter, timeout=0.5) as c:
+            await limiter.cooldown(5.0)  # as after a 429: nothing may start for 5 s
+            [result] = await c.comment(make_leads(1))
+    assert result.status is S.FAILED  # the deadline passed while it waited for a permit
+    assert emu.ledger.requests == []
+
+
+async def test_waiting_for_a_free_slot_is_not_part_of_the_deadline(
+    emulator: EmulatorFactory,
+) -> None:
+    async with emulator(calls=10, latency=0.6) as emu:
         async with client_for(emu, max_in_flight=1, timeout=1.0) as c:
-            sent, queued = await asyncio.gather(
-                c.comment(make_leads(1, prefix="sent")),
-                c.comment(make_leads(1, prefix="queued", first_id=2)),
+            first, second = await asyncio.gather(
+                c.comment(make_leads(1, prefix="first")),
+                c.comment(make_leads(1, prefix="second", first_id=2)),
             )
-    assert sent[0].status is S.UNKNOWN  # at the server when the deadline passed
-    assert queued[0].status is S.FAILED  # waited for a free slot and never left
-    assert len(emu.ledger.requests) == 1
+    # The second waited 0.6 s for the only slot, then had its own full second.
+    assert [first[0].status, second[0].status] == [S.COMMENTED, S.COMMENTED]
+    assert len(emu.ledger.requests) == 2
 
 
 async def test_calltouch_echoing_the_token_never_reaches_the_caller() -> None:
@@ -437,3 +451,109 @@ async def test_calltouch_echoing_the_token_never_reaches_the_caller() -> None:
         await runner.cleanup()
     assert TOKEN not in str(caught.value)
     assert "bad token ***" in str(caught.value)
+
+
+class PauseCannotBeShared(SlidingWindowLimiter):
+    """A limiter whose backend fails exactly when a 429 pause should be shared."""
+
+    async def cooldown(self, seconds: float) -> None:
+        raise RateLimiterUnavailableError("the shared store is down")
+
+
+async def test_a_pause_that_cannot_be_shared_does_not_end_the_stream(
+    emulator: EmulatorFactory,
+) -> None:
+    leads = make_leads(300)
+    async with emulator(calls=300, rate_limit=None) as emu:
+        emu.inject(Fault.RATE_LIMIT, on_requests=[1])
+        async with client_for(emu, rate_limiter=PauseCannotBeShared(), retry=FAST_RETRY) as c:
+            results = await run(c, leads)
+    check(emu, leads, results)
+    assert statuses(results) == {"commented": 300}
+
+
+async def test_cancelling_a_stream_whose_input_answers_with_an_error_sends_nothing_more(
+    emulator: EmulatorFactory,
+) -> None:
+    started = asyncio.Event()
+
+    async def feed() -> AsyncIterator[LeadComment]:
+        for lead in make_leads(50):
+            yield lead
+        started.set()
+        try:
+            await asyncio.Event().wait()  # a cursor waiting for more rows
+        except asyncio.CancelledError:
+            raise RuntimeError("cursor closed") from None
+
+    async with emulator(calls=50) as emu, client_for(emu) as c:
+
+        async def consume() -> None:
+            async for _ in c.comment_many(feed()):
+                pass
+
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.2)
+        assert emu.ledger.requests == []  # the partial chunk of 50 was never sent
+        assert our_tasks() == set()
+
+
+async def test_an_interrupted_aclose_still_tears_everything_down(
+    emulator: EmulatorFactory,
+) -> None:
+    async with emulator(calls=10, latency=1.0) as emu:
+        client = client_for(emu, linger=0.01)
+        await client.comment(make_leads(1))  # opens the session
+        pending = asyncio.create_task(client.submit(make_leads(1, first_id=2)[0]))
+        await asyncio.sleep(0.1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.aclose(), 0.05)  # a shutdown timeout fires
+        await client.aclose()  # waits for the teardown that went on regardless
+        assert client._session is not None and client._session.closed
+        assert (await pending).status is S.COMMENTED  # flushed, answered in 1 s
+        assert our_tasks() == set()
+
+
+async def test_close_tells_sent_from_never_sent_submits(emulator: EmulatorFactory) -> None:
+    async with emulator(calls=200, latency=2.0) as emu:
+        client = client_for(emu, linger=0.01, max_in_flight=1, flush_timeout=0.3)
+        async with client:
+            tasks = [asyncio.create_task(client.submit(lead)) for lead in make_leads(150)]
+            await asyncio.sleep(0.1)
+        results = await asyncio.gather(*tasks)
+    # One request of 100 was at the server; the other 50 waited for the only slot.
+    assert statuses(results) == {"unknown": 100, "failed": 50}
+    assert len(emu.ledger.requests) == 1
+
+
+async def test_the_token_quoted_in_per_lead_errors_is_scrubbed() -> None:
+    from aiohttp import web
+
+    async def quote_token(request: web.Request) -> web.Response:
+        token = request.headers["Access-Token"]
+        body = {"meta": [], "data": {"comments": [
+            {"callInfo": None, "requestInfo": None, "commented": False,
+             "error": f"no lead for key {token}"}]}}
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_post("/lead-service/v1/api/comment/lead/add", quote_token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        client = CalltouchClient(
+            SITE_ID, TOKEN, base_url=f"http://127.0.0.1:{port}", rate_limiter=None
+        )
+        async with client:
+            results = await client.comment(make_leads(1))
+    finally:
+        await runner.cleanup()
+    assert results[0].error == "no lead for key ***"
+    assert TOKEN not in repr(results)

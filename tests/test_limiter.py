@@ -185,3 +185,12 @@ class _PauseWhileQueued:
         self.calls += 1
         if self.calls == 1:
             await self.limiter.cooldown(3.0)
+
+
+async def test_a_permit_never_marked_sent_cannot_stall_the_limiter() -> None:
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.0)
+    for _ in range(5):
+        await limiter.acquire()  # a caller that forgets permit.sent()
+    (start,) = await starts(limiter, clock, 1)
+    assert start == pytest.approx(11.0 + 1.0)  # counted as sent 11 s on, then one window
