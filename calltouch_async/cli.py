@@ -14,12 +14,12 @@ Commands::
 
 Blank lines are skipped. A line that is not JSON or not that shape is reported (with its line
 number) as an ``invalid`` result and the rest proceeds. CSV input (``--format csv``, the
-default for a ``.csv`` FILE) has a header row naming the columns (``CSV_COLUMNS``, mapped to
-matching entries as ``_CSV_EPILOG`` documents) and a lead per row; a row that cannot become
-a lead is reported the same way, by the line it starts on. Input is streamed: memory stays
-constant whatever the file size. The access token is read only from ``CALLTOUCH_ACCESS_TOKEN``
-(a command-line flag would show in ``ps`` and shell history); the site id from ``--site-id``
-or ``CALLTOUCH_SITE_ID``. Results go to ``--out`` (default stdout) as JSON lines with
+default for a ``.csv`` FILE) has a header row naming the columns and a lead per row
+(``_csv_input``; ``CSV_HELP`` there documents the columns); a row that cannot become a lead
+is reported the same way, by the line it starts on. Input is streamed: memory stays constant
+whatever the file size. The access token is read only from ``CALLTOUCH_ACCESS_TOKEN`` (a
+command-line flag would show in ``ps`` and shell history); the site id from ``--site-id`` or
+``CALLTOUCH_SITE_ID``. Results go to ``--out`` (default stdout) as JSON lines with
 ``index`` (0-based position among the file's leads), ``line`` (1-based), ``status``,
 ``call_id``, ``request_id`` and ``error``; a progress line and the summary go to stderr.
 
@@ -42,26 +42,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import logging
 import os
-import re
 import shutil
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import ExitStack, aclosing, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import (
     TYPE_CHECKING,
     Any,
     BinaryIO,
     Final,
     Generic,
-    NamedTuple,
     NoReturn,
     Protocol,
     TextIO,
@@ -73,20 +69,11 @@ from typing import (
 import msgspec
 
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_IN_FLIGHT
+from ._csv_input import CSV_HELP, CsvRows
+from ._reading import MAX_LINE, Decoded, Line, Read, lines_without_bom
 from .client import CalltouchClient
 from .errors import AuthError, CalltouchError
-from .models import (
-    UNSET,
-    CallContactMatch,
-    CallMatch,
-    CommentResult,
-    CommentStatus,
-    LeadComment,
-    Match,
-    RequestContactMatch,
-    RequestMatch,
-    UnsetType,
-)
+from .models import CommentResult, CommentStatus, LeadComment
 
 if TYPE_CHECKING:
     from .testing import CalltouchEmulator
@@ -134,24 +121,6 @@ environment:
   CALLTOUCH_SITE_ID       the site id, unless --site-id is given
 """
 
-_CSV_EPILOG: Final = """\
-CSV input (--format csv, or a FILE ending in .csv): a header row, then a lead per row.
-Header names are case-insensitive; other columns are ignored; an empty cell is absent.
-  comment        the comment text (required)
-  call_id        the call with this id
-  request_id     the request with this id
-  phone          a call, else a request, from this phone near date
-  email          a request from this e-mail near date
-  date           dd-mm-yyyy HH:MM:SS or YYYY-MM-DD[ T]HH:MM[:SS] (needed by phone/email)
-  search_depth   minutes around date to search (1440)
-  tags           tags the lead must carry, separated by | or ;
-  tags_logic     and | or: all of the tags, or any
-  type_to_match  nearest (default), nearestUniq, nearestUniqLead
-Matching tries call_id, request_id, the call by phone, then the request by email/phone.
-Results name a row by the line it starts on (the header is line 1).
-
-"""
-
 _INPUT_STATUSES: Final = frozenset({CommentStatus.INVALID, CommentStatus.REJECTED})
 _SHOWN_MALFORMED: Final = 5  # malformed lines quoted on stderr; the rest only counted
 
@@ -160,62 +129,11 @@ class UsageError(Exception):
     """A problem with the command line or environment: exit 2 with one line on stderr."""
 
 
-# --------------------------------------------------------------------------- reading lines
+# --------------------------------------------------------------------------- reading input
 
-_CHUNK: Final = 64 * 1024
-# Far above any valid lead (1000-character comment, 20 matching entries): a longer line is
-# skipped to its end instead of being held in memory whole.
-_MAX_LINE: Final = 1024 * 1024
 _READ_AHEAD: Final = 8  # batches the reader thread may post before the loop takes them
 
-_BOM: Final = b"\xef\xbb\xbf"
-
-#: A line without its newline; ``None`` stands for a line too long to keep.
-Line: TypeAlias = bytes | None
-#: ``os.read`` of the input: at most that many bytes; ``b""`` at the end.
-Read: TypeAlias = Callable[[int], bytes]
 T = TypeVar("T")
-
-
-def line_batches(read: Read) -> Iterator[list[Line]]:
-    """The complete lines of each chunk ``read`` returns (a last line may lack its newline)."""
-    pending = bytearray()
-    skipping = False  # inside an over-long line: drop bytes until its newline
-    while chunk := read(_CHUNK):
-        lines: list[Line] = []
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            if skipping:
-                lines.append(None)
-                skipping = False
-            else:
-                pending += chunk[start:end]
-                lines.append(bytes(pending) if len(pending) <= _MAX_LINE else None)
-            pending.clear()
-            start = end + 1
-        if not skipping:
-            pending += chunk[start:]
-            if len(pending) > _MAX_LINE:
-                pending.clear()
-                skipping = True
-        if lines:
-            yield lines
-    if skipping:
-        yield [None]
-    elif pending:
-        yield [bytes(pending)]
-
-
-def lines_without_bom(read: Read) -> Iterator[list[Line]]:
-    """``line_batches``, the first line without a UTF-8 byte-order mark (spreadsheet exports
-    often start with one)."""
-    batches = line_batches(read)
-    for first in batches:
-        if first[0] is not None:
-            first[0] = first[0].removeprefix(_BOM)
-        yield first
-        break
-    yield from batches
 
 
 class _EndOfInput:
@@ -292,10 +210,6 @@ class LineReader(BatchReader[Line]):
 
 # --------------------------------------------------------------------------- input formats
 
-#: What one input item decodes to: a lead, why it is not one, or nothing (a blank line, the
-#: CSV header).
-Decoded: TypeAlias = LeadComment | str | None
-
 
 class InputFormat(Protocol[T]):
     """How a file becomes leads: ``parse`` runs in the reader thread (``BatchReader``),
@@ -333,240 +247,13 @@ class JsonLines:
     def decode(self, item: Line) -> Decoded:
         self.lines_read += 1
         if item is None:
-            return f"longer than {_MAX_LINE:,} bytes"
+            return f"longer than {MAX_LINE:,} bytes"
         if not item.strip():
             return None
         try:
             return _lead_decoder.decode(item)
         except msgspec.DecodeError as exc:
             return str(exc)
-
-
-#: The CSV columns ``comment`` reads (header names, case-insensitive); others are ignored.
-CSV_COLUMNS: Final = (
-    "comment", "call_id", "request_id", "phone", "email", "date",
-    "search_depth", "tags", "tags_logic", "type_to_match",
-)
-CSV_SEARCH_DEPTH: Final = 1440  # minutes: a day either side of ``date``
-CSV_TYPE_TO_MATCH: Final = "nearest"
-_NO_COMMENT: Final = "no 'comment' column in the CSV header"
-
-
-class CsvRecord(NamedTuple):
-    """One CSV row as the reader thread hands it over."""
-
-    line: int  # where the row starts (1-based)
-    last_line: int  # where it ends: a quoted cell may hold newlines
-    cells: list[str]
-    problem: str | None = None  # why the row could not be read
-
-
-class _TextLines:
-    """``lines_without_bom`` as text for ``csv.reader``, newlines restored. A line too long
-    or not UTF-8 reads as empty, and ``problem`` says so for the row that holds it."""
-
-    def __init__(self, read: Read) -> None:
-        self._batches = lines_without_bom(read)
-        self._pending: deque[Line] = deque()
-        self.count = 0
-        self.problem: str | None = None
-
-    def __iter__(self) -> _TextLines:
-        return self
-
-    def __next__(self) -> str:
-        while not self._pending:
-            self._pending.extend(next(self._batches))  # StopIteration: the end of the file
-        raw = self._pending.popleft()
-        self.count += 1
-        if raw is None:
-            return self._unreadable(f"longer than {_MAX_LINE:,} bytes")
-        try:
-            return raw.decode() + "\n"
-        except UnicodeDecodeError:
-            return self._unreadable("not UTF-8 text")
-
-    def _unreadable(self, why: str) -> str:
-        self.problem = self.problem or f"line {self.count} is {why}"
-        return "\n"
-
-    @property
-    def drained(self) -> bool:
-        """Every line read so far is consumed: the next row may have to wait for input."""
-        return not self._pending
-
-
-def csv_records(read: Read, delimiter: str) -> Iterator[list[CsvRecord]]:
-    """The non-blank rows of each chunk ``read`` returns (a row may span chunks)."""
-    lines = _TextLines(read)
-    rows = csv.reader(lines, delimiter=delimiter)
-    batch: list[CsvRecord] = []
-    while True:
-        if batch and lines.drained:
-            yield batch  # what is parsed goes to the loop before the next read blocks
-            batch = []
-        start = lines.count + 1
-        try:
-            cells = next(rows)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            cells, lines.problem = [], lines.problem or f"not CSV: {exc}"
-        if lines.problem is not None or any(cell.strip() for cell in cells):
-            batch.append(CsvRecord(start, lines.count, cells, lines.problem))
-        lines.problem = None
-    if batch:
-        yield batch
-
-
-class CsvRows:
-    """A CSV file with a header row naming its columns (``CSV_COLUMNS``): a lead per row."""
-
-    def __init__(self, delimiter: str, *, warn: Callable[[str], None]) -> None:
-        self._delimiter = delimiter
-        self._warn = warn
-        self._columns: dict[str, int] | None = None  # column name -> cell index
-        self.line = self.lines_read = 0
-
-    def parse(self, read: Read) -> Iterator[list[CsvRecord]]:
-        return csv_records(read, self._delimiter)
-
-    def decode(self, item: CsvRecord) -> Decoded:
-        self.line, self.lines_read = item.line, item.last_line
-        if self._columns is None:
-            self._columns = self._header(item)
-            return None
-        if item.problem is not None:
-            return item.problem
-        try:
-            return lead_from_row(_Row(self._columns, item.cells))
-        except _CellError as exc:
-            return str(exc)
-
-    def _header(self, item: CsvRecord) -> dict[str, int]:
-        if item.problem is not None:
-            self._warn(f"warning: line {item.line}: CSV header unreadable: {item.problem}")
-            return {}
-        columns: dict[str, int] = {}
-        ignored = []
-        for index, cell in enumerate(item.cells):
-            name = cell.strip().lower()
-            if name in CSV_COLUMNS and name not in columns:
-                columns[name] = index
-            elif name:
-                ignored.append(cell.strip())
-        if ignored:
-            self._warn(f"warning: CSV columns ignored: {', '.join(ignored)}")
-        if "comment" not in columns:
-            hint = " (is --csv-delimiter right?)" if len(item.cells) == 1 else ""
-            self._warn(f"warning: {_NO_COMMENT}{hint}")
-        return columns
-
-
-class _CellError(ValueError):
-    """A row's cell cannot be used; the message names the column."""
-
-
-_CALLTOUCH_DATE: Final = re.compile(r"(\d\d)-(\d\d)-(\d{4}) (\d\d):(\d\d):(\d\d)", re.ASCII)
-_ISO_DATE: Final = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d)(?::(\d\d))?", re.ASCII)
-_TAG_SEPARATORS: Final = re.compile(r"[|;]")
-
-
-class _Row:
-    """The cells of one CSV row by column name; an empty cell is absent (``None``)."""
-
-    def __init__(self, columns: dict[str, int], cells: list[str]) -> None:
-        self._columns = columns
-        self._cells = cells
-
-    def has(self, name: str) -> bool:
-        return name in self._columns
-
-    def text(self, name: str) -> str | None:
-        index = self._columns.get(name)
-        if index is None or index >= len(self._cells):
-            return None
-        return self._cells[index].strip() or None
-
-    def count(self, name: str) -> int | None:
-        text = self.text(name)
-        if text is None:
-            return None
-        if not (text.isascii() and text.isdecimal()) or int(text) == 0:
-            raise _CellError(f"column {name!r}: must be a positive integer, got {text[:40]!r}")
-        return int(text)
-
-    def date(self) -> str | None:
-        text = self.text("date")
-        if text is None:
-            return None
-        try:
-            return _calltouch_date(text)
-        except ValueError:
-            raise _CellError(
-                "column 'date': must be dd-mm-yyyy HH:MM:SS or YYYY-MM-DD HH:MM[:SS], "
-                f"got {text[:40]!r}"
-            ) from None
-
-    def tags(self) -> list[str] | UnsetType:
-        text = self.text("tags")
-        tags = [tag.strip() for tag in _TAG_SEPARATORS.split(text or "") if tag.strip()]
-        return tags or UNSET
-
-
-def _calltouch_date(text: str) -> str:
-    """``dd-mm-yyyy HH:MM:SS`` from itself or ISO ``YYYY-MM-DD[ T]HH:MM[:SS]``; ValueError
-    for another shape or a day not in the calendar."""
-    if found := _CALLTOUCH_DATE.fullmatch(text):
-        day, month, year, hour, minute, second = found.groups()
-    elif found := _ISO_DATE.fullmatch(text):
-        year, month, day, hour, minute, second = found.groups(default="00")
-    else:
-        raise ValueError(text)
-    datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
-    return f"{day}-{month}-{year} {hour}:{minute}:{second}"
-
-
-def lead_from_row(row: _Row) -> LeadComment:
-    """The lead a CSV row describes; ``_CellError`` when it describes none."""
-    comment = row.text("comment")
-    if comment is None:
-        raise _CellError("column 'comment': empty" if row.has("comment") else _NO_COMMENT)
-    return LeadComment(matching=_row_matching(row), comment=comment)
-
-
-def _row_matching(row: _Row) -> list[Match]:
-    """Entries in priority order: call id, request id, call by phone, request by contact."""
-    call_id, request_id = row.count("call_id"), row.count("request_id")
-    phone, email, date = row.text("phone"), row.text("email"), row.date()
-    depth = row.count("search_depth") or CSV_SEARCH_DEPTH
-    how = row.text("type_to_match") or CSV_TYPE_TO_MATCH
-    tags, logic = row.tags(), row.text("tags_logic") or UNSET
-    matching: list[Match] = []
-    if call_id is not None:
-        matching.append(CallMatch(call_id, tags=tags, tags_logic=logic))
-    if request_id is not None:
-        matching.append(RequestMatch(request_id, tags=tags, tags_logic=logic))
-    if date is not None and phone is not None:
-        matching.append(CallContactMatch(
-            phones=[phone], date=date, search_depth=depth, call_type_to_match=how,
-            tags=tags, tags_logic=logic,
-        ))
-    if date is not None and (phone or email):
-        matching.append(RequestContactMatch(
-            emails=[email] if email else UNSET, phones=[phone] if phone else UNSET,
-            date=date, search_depth=depth, request_type_to_match=how,
-            tags=tags, tags_logic=logic,
-        ))
-    if not matching:
-        raise _CellError(_no_match_reason(phone or email))
-    return matching
-
-
-def _no_match_reason(contact: str | None) -> str:
-    if contact is not None:
-        return "column 'date': needed to match by phone or email"
-    return "no column to match by: give call_id, request_id, or phone or email with date"
 
 
 # --------------------------------------------------------------------------- results
@@ -1099,7 +786,7 @@ def _add_comment_parser(commands: _Commands) -> None:
         description="Comment every lead of FILE (JSON lines in Calltouch's wire shape: "
         '{"matching": [...], "addComment": "..."}, or CSV with the columns below), writing '
         "one result line per lead.",
-        epilog=_CSV_EPILOG + _EPILOG,
+        epilog=CSV_HELP + _EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", metavar="FILE", help="file of leads, or - for stdin")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from calltouch_async import cli
+from calltouch_async import _csv_input, _reading, cli
 from calltouch_async.cli import (
     EXIT_AUTH,
     EXIT_INPUT,
@@ -373,12 +373,12 @@ def test_csv_records_track_lines_across_chunks_and_flag_unreadable_ones() -> Non
         b'"two\nlines",1\n'
         b"\n"
         b"\xff\xfe,2\n"  # not UTF-8
-        + b"x" * (cli._MAX_LINE + 1) + b",3\n"
+        + b"x" * (_reading.MAX_LINE + 1) + b",3\n"
         b'"unbalanced"x",4\r\n'
         b"last,5"
     )
     chunks = iter([*(data[i : i + 999] for i in range(0, len(data), 999)), b""])
-    got = [rec for batch in cli.csv_records(lambda _: next(chunks), ",") for rec in batch]
+    got = [rec for batch in _csv_input.csv_records(lambda _: next(chunks), ",") for rec in batch]
     assert [(r.line, r.last_line) for r in got] == [(1, 1), (2, 3), (5, 5), (6, 6), (7, 7),
                                                     (8, 8)]
     assert got[0].cells == ["comment", "call_id"] and got[1].cells == ["two\nlines", "1"]
@@ -391,10 +391,10 @@ def test_csv_dates_and_the_delimiter_option(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for text in ("01-10-2020 12:00:00", "2020-10-01T12:00:00", "2020-10-01 12:00"):
-        assert cli._calltouch_date(text) == "01-10-2020 12:00:00"
+        assert _csv_input._calltouch_date(text) == "01-10-2020 12:00:00"
     for bad in ("1-10-2020 12:00:00", "2020-02-30 12:00", "2020-10-01", "2020-10-01T12:00Z"):
         with pytest.raises(ValueError):
-            cli._calltouch_date(bad)
+            _csv_input._calltouch_date(bad)
     monkeypatch.setenv("CALLTOUCH_ACCESS_TOKEN", TOKEN)
     leads = write_lines(tmp_path / "leads.jsonl", [call_line(1, "x")])
     # A delimiter for JSON lines, or one that is not a single character: usage errors.
@@ -449,11 +449,11 @@ async def test_emulator_command_serves_the_comment_command(tmp_path: Path) -> No
 
 
 def test_line_batches_split_lines_across_chunks_and_drop_over_long_ones() -> None:
-    big = b"x" * (cli._MAX_LINE + 1)
+    big = b"x" * (_reading.MAX_LINE + 1)
     data = b"a\r\n" + b"b" * 100_000 + b"\n" + big + b"\n" + b"c\n\nlast-without-newline"
     chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
     reads = iter([*chunks, b""])
-    lines = [line for batch in cli.line_batches(lambda _: next(reads)) for line in batch]
+    lines = [line for batch in _reading.line_batches(lambda _: next(reads)) for line in batch]
     assert lines == [b"a\r", b"b" * 100_000, None, b"c", b"", b"last-without-newline"]
 
 

@@ -1,0 +1,70 @@
+"""What the JSON-lines and CSV input formats share: the input's bytes cut into lines, and
+what an input item decodes to.
+
+``line_batches`` yields the lines of each chunk read, a line longer than ``MAX_LINE`` as
+``None``; ``lines_without_bom`` also strips a leading UTF-8 byte-order mark. Both run in the
+reader thread (``cli.BatchReader``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Final, TypeAlias
+
+from .models import LeadComment
+
+_CHUNK: Final = 64 * 1024
+# Far above any valid lead (1000-character comment, 20 matching entries): a longer line is
+# skipped to its end instead of being held in memory whole.
+MAX_LINE: Final = 1024 * 1024
+
+_BOM: Final = b"\xef\xbb\xbf"
+
+#: A line without its newline; ``None`` stands for a line too long to keep.
+Line: TypeAlias = bytes | None
+#: ``os.read`` of the input: at most that many bytes; ``b""`` at the end.
+Read: TypeAlias = Callable[[int], bytes]
+#: What one input item decodes to: a lead, why it is not one, or nothing (a blank line, the
+#: CSV header).
+Decoded: TypeAlias = LeadComment | str | None
+
+
+def line_batches(read: Read) -> Iterator[list[Line]]:
+    """The complete lines of each chunk ``read`` returns (a last line may lack its newline)."""
+    pending = bytearray()
+    skipping = False  # inside an over-long line: drop bytes until its newline
+    while chunk := read(_CHUNK):
+        lines: list[Line] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if skipping:
+                lines.append(None)
+                skipping = False
+            else:
+                pending += chunk[start:end]
+                lines.append(bytes(pending) if len(pending) <= MAX_LINE else None)
+            pending.clear()
+            start = end + 1
+        if not skipping:
+            pending += chunk[start:]
+            if len(pending) > MAX_LINE:
+                pending.clear()
+                skipping = True
+        if lines:
+            yield lines
+    if skipping:
+        yield [None]
+    elif pending:
+        yield [bytes(pending)]
+
+
+def lines_without_bom(read: Read) -> Iterator[list[Line]]:
+    """``line_batches``, the first line without a UTF-8 byte-order mark (spreadsheet exports
+    often start with one)."""
+    batches = line_batches(read)
+    for first in batches:
+        if first[0] is not None:
+            first[0] = first[0].removeprefix(_BOM)
+        yield first
+        break
+    yield from batches
