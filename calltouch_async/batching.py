@@ -391,7 +391,7 @@ async def stream_results(
     raises, the leads read before get their results first.
     """
     if closed():  # created before the client closed, first iterated after
-        raise ClientClosedError("this CalltouchClient is closed; create a new one")
+        raise client_closed()
     stream = Stream(dispatcher, max_in_flight, chunk_size, keep, ordered, on_sent)
     stream.producer = asyncio.create_task(stream.produce(leads, linger))
     streams.add(stream)
@@ -461,6 +461,10 @@ async def _aiter(
     else:
         for lead in leads:
             yield lead
+
+
+def client_closed() -> ClientClosedError:
+    return ClientClosedError("this CalltouchClient is closed; create a new one")
 
 
 def closed_error() -> ClientClosedError:

@@ -23,8 +23,15 @@ from ._constants import (
     KEEPALIVE_TIMEOUT,
     MAX_LEADS_PER_REQUEST,
 )
-from .batching import Dispatcher, Item, Stream, closed_error, invalid_result, stream_results
-from .errors import ClientClosedError
+from .batching import (
+    Dispatcher,
+    Item,
+    Stream,
+    client_closed,
+    closed_error,
+    invalid_result,
+    stream_results,
+)
 from .limiter import RateLimiter, shared_limiter
 from .models import CommentResult, LeadComment
 from .retry import RetryPolicy
@@ -152,7 +159,7 @@ class CalltouchClient:
 
     def _open(self) -> Dispatcher:
         if self._state is _State.CLOSED:
-            raise ClientClosedError("this CalltouchClient is closed; create a new one")
+            raise client_closed()
         if self._dispatcher is None:
             session = self._session
             if session is None:

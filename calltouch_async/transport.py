@@ -110,7 +110,7 @@ class Transport:
         self, session: aiohttp.ClientSession, base_url: str, site_id: int | str, token: str
     ) -> None:
         self._session = session
-        self._token_bytes = token.encode() or b"\x00never"
+        self._token_bytes = token.encode()
         self.traced = any(isinstance(t, SendTimeTrace) for t in session.trace_configs)
         self.url = base_url.rstrip("/") + COMMENT_PATH
         self._headers = {
@@ -143,7 +143,7 @@ class Transport:
                 self.url, data=body, headers=self._headers, trace_request_ctx=attempt
             ) as resp:
                 raw = await resp.read()
-                if self._token_bytes in raw:
+                if self._token_bytes and self._token_bytes in raw:
                     # Calltouch's own text ends up in results, logs and exceptions: if it ever
                     # quotes the token, the token goes no further than here.
                     raw = raw.replace(self._token_bytes, b"***")
