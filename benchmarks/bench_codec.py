@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from calltouch_async.models import (
+from calltouch_async._models import (
     UNSET,
     CallContactMatch,
     CallContactParams,

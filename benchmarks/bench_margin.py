@@ -30,9 +30,9 @@ from _harness import (
 )
 
 from calltouch_async import CalltouchClient, CommentStatus, SlidingWindowLimiter, SpacedLimiter
+from calltouch_async._client import UNSET
 from calltouch_async._constants import DEFAULT_RATE_MARGIN
-from calltouch_async.client import UNSET
-from calltouch_async.limiter import RateLimiter
+from calltouch_async._limiter import RateLimiter
 
 
 def limiter_for(kind: str, margin: float) -> RateLimiter:

@@ -37,7 +37,7 @@ from _harness import (
 )
 
 from calltouch_async import CalltouchClient
-from calltouch_async.models import encode_request
+from calltouch_async._models import encode_request
 
 PATH = "/lead-service/v1/api/comment/lead/add"
 HEADERS = {"Access-Token": TOKEN, "SiteId": str(SITE_ID), "Content-Type": "application/json"}

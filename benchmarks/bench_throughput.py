@@ -36,7 +36,7 @@ from _harness import (
 from peers import naive_gather, sequential_sleep
 
 from calltouch_async import CalltouchClient, CommentStatus, SpacedLimiter
-from calltouch_async.client import UNSET
+from calltouch_async._client import UNSET
 
 
 @dataclass

@@ -1,15 +1,15 @@
 """Asyncio client for Calltouch's lead-commenting API."""
 
-from .client import UNSET, CalltouchClient
-from .errors import (
+from ._client import UNSET, CalltouchClient
+from ._errors import (
     AuthError,
     CalltouchError,
     ClientClosedError,
     MalformedResponseError,
     RateLimiterUnavailableError,
 )
-from .limiter import Permit, RateLimiter, SlidingWindowLimiter, SpacedLimiter
-from .models import (
+from ._limiter import Permit, RateLimiter, SlidingWindowLimiter, SpacedLimiter
+from ._models import (
     CallContactMatch,
     CallInfo,
     CallMatch,
@@ -24,8 +24,8 @@ from .models import (
     TagsLogic,
     normalize_phone,
 )
-from .retry import RetryPolicy
-from .transport import SendTimeTrace
+from ._retry import RetryPolicy
+from ._transport import SendTimeTrace
 
 __all__ = [
     "UNSET",

@@ -1,6 +1,6 @@
 """``submit()``: one lead per call from many coroutines, packed into shared requests.
 
-Submitted leads flow into one long-lived :func:`~calltouch_async.batching.stream_results`
+Submitted leads flow into one long-lived :func:`~calltouch_async._stream.stream_results`
 (the same packing, limiter and failure handling as ``comment_many``), which launches a chunk
 when it holds 100 leads or its first lead has waited ``linger`` seconds. Each caller awaits a
 future resolved with its own lead's result.
@@ -16,9 +16,10 @@ from typing import Final
 
 import msgspec
 
-from .batching import Dispatcher, Item, Stream, stream_results
-from .errors import AuthError, ClientClosedError
-from .models import CommentResult, CommentStatus, LeadComment
+from ._dispatch import Dispatcher, Item
+from ._errors import AuthError, ClientClosedError
+from ._models import CommentResult, CommentStatus, LeadComment
+from ._stream import Stream, stream_results
 
 __all__ = ["Coalescer"]
 

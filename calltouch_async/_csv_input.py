@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Final, NamedTuple
 
-from ._reading import MAX_LINE, Decoded, Line, Read, lines_without_bom
-from .models import (
+from ._models import (
     UNSET,
     CallContactMatch,
     CallMatch,
@@ -27,6 +26,7 @@ from .models import (
     RequestMatch,
     UnsetType,
 )
+from ._reading import MAX_LINE, Decoded, Line, Read, lines_without_bom
 
 #: The CSV columns ``comment`` reads (header names, case-insensitive); others are ignored.
 CSV_COLUMNS: Final = (

@@ -22,6 +22,14 @@ from typing import TYPE_CHECKING, BinaryIO, Final
 import msgspec
 
 from ._constants import MAX_LEADS_PER_REQUEST, RATE_LIMIT_PERIOD, RATE_LIMIT_REQUESTS
+from ._models import (
+    CallContactMatch,
+    CallMatch,
+    CommentStatus,
+    LeadComment,
+    RequestContactMatch,
+    format_date,
+)
 from .cli import (
     EXIT_ERROR,
     EXIT_OK,
@@ -33,14 +41,6 @@ from .cli import (
     client_logs_to,
     comment_file,
     summary_lines,
-)
-from .models import (
-    CallContactMatch,
-    CallMatch,
-    CommentStatus,
-    LeadComment,
-    RequestContactMatch,
-    format_date,
 )
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Final, TypeAlias
 
-from .models import LeadComment
+from ._models import LeadComment
 
 _CHUNK: Final = 64 * 1024
 # Far above any valid lead (1000-character comment, 20 matching entries): a longer line is

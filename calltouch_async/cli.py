@@ -68,12 +68,12 @@ from typing import (
 
 import msgspec
 
+from ._client import CalltouchClient
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_IN_FLIGHT
 from ._csv_input import CSV_HELP, CsvRows
+from ._errors import AuthError, CalltouchError
+from ._models import CommentResult, CommentStatus, LeadComment
 from ._reading import MAX_LINE, Decoded, Line, Read, lines_without_bom
-from .client import CalltouchClient
-from .errors import AuthError, CalltouchError
-from .models import CommentResult, CommentStatus, LeadComment
 
 if TYPE_CHECKING:
     from .testing import CalltouchEmulator

@@ -83,8 +83,8 @@ from ._constants import (
     RATE_LIMIT_PERIOD,
     RATE_LIMIT_REQUESTS,
 )
-from .errors import RateLimiterUnavailableError
-from .limiter import _check_limits
+from ._errors import RateLimiterUnavailableError
+from ._limiter import _check_limits
 
 __all__ = [
     "DEFAULT_UNAVAILABLE_TIMEOUT",
@@ -190,7 +190,7 @@ class RedisRateLimiter:
 
     Every limiter built on the same Redis with the same ``host`` and ``key`` shares one budget,
     whatever process or machine it runs in. Implements the
-    :class:`~calltouch_async.limiter.RateLimiter` protocol.
+    :class:`~calltouch_async._limiter.RateLimiter` protocol.
 
     :param redis: an async client, ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``
         (all keys share one hash tag, so one slot); the limiter never closes it.

@@ -21,7 +21,7 @@ async def work(cfg: dict[str, Any]) -> dict[str, Any]:
     import redis.asyncio as aredis
 
     from calltouch_async import CallMatch, CalltouchClient, LeadComment
-    from calltouch_async.limiter import RateLimiter, SlidingWindowLimiter
+    from calltouch_async._limiter import RateLimiter, SlidingWindowLimiter
     from calltouch_async.redis_limiter import RedisRateLimiter
 
     redis_client = aredis.Redis.from_url(cfg["redis_url"])

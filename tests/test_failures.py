@@ -28,8 +28,8 @@ from calltouch_async import (
     RetryPolicy,
     SlidingWindowLimiter,
 )
+from calltouch_async._transport import Reply, classify
 from calltouch_async.testing import CalltouchEmulator, Fault
-from calltouch_async.transport import Reply, classify
 from conftest import SITE_ID, TOKEN, EmulatorFactory, client_for, make_leads
 
 S = CommentStatus

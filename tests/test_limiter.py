@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from calltouch_async import SlidingWindowLimiter, SpacedLimiter
-from calltouch_async.limiter import RateLimiter, shared_limiter
+from calltouch_async._limiter import RateLimiter, shared_limiter
 
 
 class FakeClock:

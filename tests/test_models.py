@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from calltouch_async.errors import MalformedResponseError
-from calltouch_async.models import (
+from calltouch_async._errors import MalformedResponseError
+from calltouch_async._models import (
     UNSET,
     CallContactMatch,
     CallInfo,

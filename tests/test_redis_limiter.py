@@ -32,7 +32,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from calltouch_async import CallMatch, CalltouchClient, LeadComment, RateLimiterUnavailableError
-from calltouch_async.limiter import RateLimiter
+from calltouch_async._limiter import RateLimiter
 from calltouch_async.redis_limiter import RedisRateLimiter
 from calltouch_async.testing import CalltouchEmulator
 

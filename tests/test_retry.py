@@ -8,8 +8,8 @@ from email.utils import format_datetime
 import pytest
 
 from calltouch_async import CommentStatus, RetryPolicy
+from calltouch_async._transport import parse_retry_after
 from calltouch_async.testing import Fault
-from calltouch_async.transport import parse_retry_after
 from conftest import EmulatorFactory, client_for, make_leads
 
 

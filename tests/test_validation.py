@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calltouch_async.models import (
+from calltouch_async._models import (
     UNSET,
     CallContactMatch,
     CallMatch,
@@ -24,7 +24,7 @@ from calltouch_async.models import (
     TagsLogic,
     encode_request,
 )
-from calltouch_async.validation import (
+from calltouch_async._validation import (
     MAX_COMMENT_CHARS,
     MAX_MATCHING_ENTRIES,
     Problem,

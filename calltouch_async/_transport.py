@@ -19,9 +19,9 @@ from typing import Final
 import aiohttp
 
 from ._constants import COMMENT_PATH, USER_AGENT
-from .errors import MalformedResponseError
-from .limiter import Permit
-from .models import LeadOutcome, ResponseData, Violation, decode_response
+from ._errors import MalformedResponseError
+from ._limiter import Permit
+from ._models import LeadOutcome, ResponseData, Violation, decode_response
 
 __all__ = ["Attempt", "Exchange", "Reply", "SendTimeTrace", "Transport", "parse_retry_after"]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .errors import MalformedResponseError
+from ._errors import MalformedResponseError
 
 __all__ = [
     "DATE_FORMAT",
@@ -408,7 +408,7 @@ def decode_request(body: bytes) -> list[LeadComment]:
 def decode_response(body: bytes) -> ResponseData:
     """Parse any answer of the comment method into its ``data`` member.
 
-    Raises :class:`~calltouch_async.errors.MalformedResponseError` (quoting a short excerpt)
+    Raises :class:`~calltouch_async._errors.MalformedResponseError` (quoting a short excerpt)
     when the body is not JSON or not the documented shape.
     """
     try:

@@ -23,20 +23,13 @@ from ._constants import (
     KEEPALIVE_TIMEOUT,
     MAX_LEADS_PER_REQUEST,
 )
-from .batching import (
-    Dispatcher,
-    Item,
-    Stream,
-    client_closed,
-    closed_error,
-    invalid_result,
-    stream_results,
-)
-from .limiter import RateLimiter, shared_limiter
-from .models import CommentResult, LeadComment
-from .retry import RetryPolicy
-from .transport import SendTimeTrace, Transport
-from .validation import describe, validate_lead
+from ._dispatch import Dispatcher, Item, invalid_result
+from ._limiter import RateLimiter, shared_limiter
+from ._models import CommentResult, LeadComment
+from ._retry import RetryPolicy
+from ._stream import Stream, client_closed, closed_error, stream_results
+from ._transport import SendTimeTrace, Transport
+from ._validation import describe, validate_lead
 
 __all__ = ["UNSET", "CalltouchClient"]
 

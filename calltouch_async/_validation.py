@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from .models import (
+from ._models import (
     DATE_FORMAT,
     CallContactMatch,
     CallMatch,
