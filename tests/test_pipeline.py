@@ -168,3 +168,17 @@ async def test_await_for_lingered_send(emulator: EmulatorFactory) -> None:
     assert {r.index for r in first} == set(range(5))
     assert {r.index for r in rest} == set(range(5, 10))
     assert [rec.lead_count for rec in emu.ledger.requests] == [5, 5]
+
+
+async def test_after_auth_error_nothing_more_is_sent(emulator: EmulatorFactory) -> None:
+    # Requests waiting for a slot when the credentials were refused must not go out after.
+    from calltouch_async import AuthError
+
+    async with emulator(calls=500) as emu:
+        emu.inject(Fault.AUTH_FAILURE, on_requests=[1])
+        async with client_for(emu, max_in_flight=1) as client:
+            with pytest.raises(AuthError):
+                [r async for r in client.comment_many(make_leads(500))]
+            with pytest.raises(AuthError):
+                await client.comment(make_leads(1, prefix="later"))
+    assert len(emu.ledger.requests) == 1
