@@ -136,22 +136,26 @@ class Stream:
         self.queue.put_nowait(_End(self._error))
 
     async def _read(self, leads: Iterable[LeadComment]) -> None:
-        index = -1
+        # The hot loop of comment() and comment_many() over a list: plain next(), locals, and
+        # nothing created per lead but its (index, lead) pair. No timer runs for a plain
+        # iterable, so only this loop (and the waits below) replaces the chunk in hand.
         size = self._chunk_size
-        for lead in leads:  # plain next(): no async wrapper per lead
-            index += 1
+        put = self.queue.put_nowait
+        chunk = self._chunk
+        for index, lead in enumerate(leads):
             problems = validate_lead(lead)
             if problems:
-                self.queue.put_nowait([_invalid(index, lead, describe(problems))])
+                put([_invalid(index, lead, describe(problems))])
             else:
-                chunk = self._chunk
                 chunk.append((index, lead))
                 if len(chunk) == size:
                     self._launch()
+                    chunk = self._chunk
                     await asyncio.sleep(0)  # a ready source never suspends: let requests go
             self.room -= 1
             if self.room <= 0:
                 await self._wait_for_room()
+                chunk = self._chunk
 
     async def _read_async(self, leads: AsyncIterable[LeadComment]) -> None:
         index = -1
@@ -336,6 +340,15 @@ class _Reorder:
         self.next_index = 0
 
     def push(self, results: list[CommentResult]) -> list[CommentResult]:
+        if not self._held:  # the common case: a whole chunk, in order, next in line
+            expected = self.next_index
+            for result in results:
+                if result.index != expected:
+                    break
+                expected += 1
+            else:
+                self.next_index = expected
+                return results
         for result in results:
             self._held[result.index] = result
         ready = []
