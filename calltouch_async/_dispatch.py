@@ -92,7 +92,7 @@ class Dispatcher:
         """One result per item (any order). Raises :class:`AuthError` on bad credentials."""
         results: list[CommentResult] = []
         parts = [items]
-        budget = 4 * math.ceil(math.log2(max(len(items), 2)))  # extra requests allowed
+        allowed = budget = 4 * math.ceil(math.log2(max(len(items), 2)))  # extra requests
         while parts:
             part = parts.pop()
             if flight.stopping:
@@ -111,8 +111,7 @@ class Dispatcher:
             cost = 1 if rejected else 2  # a re-send of the rest, or two halves
             if budget < cost:
                 reason = (f"not sent: Calltouch's validation errors were not isolated within "
-                          f"{4 * math.ceil(math.log2(max(len(items), 2)))} extra requests "
-                          f"({_messages(exchange.violations)})")
+                          f"{allowed} extra requests ({_messages(exchange.violations)})")
                 results += with_status(rest, CommentStatus.FAILED, reason)
                 continue
             budget -= cost
