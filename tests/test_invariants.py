@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from calltouch_async import (
     CallMatch,
     CalltouchClient,
+    ClientClosedError,
     CommentStatus,
     LeadComment,
     RequestContactMatch,
@@ -97,3 +98,53 @@ def test_every_lead_gets_exactly_one_honest_result(
     kinds: list[str], faults: list[tuple[Fault, int]], ordered: bool, in_flight: int
 ) -> None:
     asyncio.run(scenario(kinds, faults, ordered, in_flight))
+
+
+async def closing_scenario(
+    kinds: list[str], close_at: float, flush_timeout: float, in_flight: int
+) -> None:
+    leads = [make_lead(i, kind) for i, kind in enumerate(kinds)]
+    close_after = max(1, int(close_at * len(leads)))  # results read before closing
+    results = []
+    async with CalltouchEmulator(
+        site_id=SITE_ID, access_token=TOKEN, rate_limit=None, latency=(0.02, 0.1)
+    ) as emu:
+        emu.generate(calls=400)
+        client = CalltouchClient(
+            SITE_ID, TOKEN, base_url=emu.base_url, rate_limiter=None, max_in_flight=in_flight,
+            flush_timeout=flush_timeout,
+        )
+        async with client:
+            stream = client.comment_many(iter(leads))
+            with contextlib.suppress(ClientClosedError):  # raised only if input was left unread
+                async for r in stream:
+                    results.append(r)
+                    if len(results) == close_after:
+                        await client.aclose()  # from inside the loop, as a signal handler may
+        applied = emu.ledger.text_counts()
+        received = sum(rec.lead_count for rec in emu.ledger.requests)
+
+    assert len({r.index for r in results}) == len(results), "a lead got two results"
+    assert all(count == 1 for count in applied.values()), "applied twice"
+    for r in results:
+        assert r.lead is leads[r.index]
+        if r.lead.comment in applied:  # it ran: no result may say it did not
+            assert r.status in (S.COMMENTED, S.NOT_COMMENTED, S.UNKNOWN), r
+        if r.status in (S.INVALID, S.REJECTED, S.FAILED):
+            assert r.lead.comment not in applied
+    may_have_run = sum(r.status in (S.COMMENTED, S.NOT_COMMENTED, S.UNKNOWN) for r in results)
+    assert received >= may_have_run  # nothing claims to have reached the server and did not
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    # At least two requests, so that closing can find some in flight and some not yet sent.
+    kinds=st.integers(150, 400).flatmap(lambda n: st.lists(KIND, min_size=n, max_size=n)),
+    close_at=st.floats(0.0, 1.0),
+    flush_timeout=st.sampled_from([0.0, 0.01, 0.04, 5.0]),
+    in_flight=st.integers(1, 3),
+)
+def test_closing_at_any_moment_leaves_every_result_honest(
+    kinds: list[str], close_at: float, flush_timeout: float, in_flight: int
+) -> None:
+    asyncio.run(closing_scenario(kinds, close_at, flush_timeout, in_flight))
