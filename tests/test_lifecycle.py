@@ -211,3 +211,21 @@ async def test_another_thread_is_refused_before_anything_is_sent(
         assert isinstance(error, WrongEventLoopError)
         assert len(emu.ledger.requests) == 1
         assert (await client.comment(make_leads(1, prefix="again")))[0].status is S.COMMENTED
+
+
+async def test_one_state_one_message_each(emulator: EmulatorFactory) -> None:
+    async with emulator(calls=10, latency=0.5) as emu:
+        client = client_for(emu)
+        assert "state=open" in repr(client)
+        call = asyncio.create_task(client.comment(make_leads(1)))
+        await until(lambda: len(emu.ledger.requests) == 1)
+        closing = asyncio.create_task(client.aclose())
+        await until(lambda: "state=closing" in repr(client))
+        assert client.closed
+        with pytest.raises(ClientClosedError, match="closing"):
+            await client.comment(make_leads(1, prefix="late"))
+        await closing
+        assert "state=closed" in repr(client)
+        with pytest.raises(ClientClosedError, match="closed; create a new one"):
+            await client.submit(make_leads(1)[0])
+        assert (await call)[0].status is S.COMMENTED  # written before the close: answered
