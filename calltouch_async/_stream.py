@@ -58,7 +58,7 @@ class Stream:
     """
 
     __slots__ = (
-        "_chunk", "_chunk_size", "_cut", "_dispatcher", "_end_input", "_error", "_from_first",
+        "_chunk", "_cut", "_dispatcher", "_end_input", "_error", "_from_first",
         "_keep",
         "_leads", "_linger", "_reading", "_room_waiter", "_running", "_since",
         "_stopping", "_timer", "producer", "queue", "reorder", "room", "unread",
@@ -74,18 +74,16 @@ class Stream:
         linger_from_first: bool = False,
         keep: Callable[[Item], bool] | None = None,
         end_input: Callable[[], None] | None = None,
-        chunk_size: int = MAX_LEADS_PER_REQUEST,
     ) -> None:
         self._dispatcher: Dispatcher | None = None
         self._leads = leads
-        self._chunk_size = chunk_size
         self._linger = linger
         self._from_first = linger_from_first
         self._keep = keep
         self._end_input = end_input
         self.reorder = _Reorder() if ordered else None
         self.queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
-        self.room = (max_in_flight + 1) * chunk_size
+        self.room = (max_in_flight + 1) * MAX_LEADS_PER_REQUEST
         self._room_waiter: asyncio.Future[None] | None = None
         self._chunk: list[Item] = []
         self._running: dict[asyncio.Task[None], Flight] = {}
@@ -139,7 +137,7 @@ class Stream:
         # The hot loop of comment() and comment_many() over a list: plain next(), locals, and
         # nothing created per lead but its (index, lead) pair. No timer runs for a plain
         # iterable, so only this loop (and the waits below) replaces the chunk in hand.
-        size = self._chunk_size
+        size = MAX_LEADS_PER_REQUEST
         put = self.queue.put_nowait
         chunk = self._chunk
         for index, lead in enumerate(leads):
@@ -159,7 +157,7 @@ class Stream:
 
     async def _read_async(self, leads: AsyncIterable[LeadComment]) -> None:
         index = -1
-        size = self._chunk_size
+        size = MAX_LEADS_PER_REQUEST
         linger = self._linger
         loop = asyncio.get_running_loop()
         async for lead in leads:
