@@ -26,6 +26,7 @@ from ._models import (
 )
 from ._retry import RetryPolicy
 from ._transport import SendTimeTrace
+from ._version import __version__
 
 __all__ = [
     "UNSET",
@@ -53,5 +54,6 @@ __all__ = [
     "SlidingWindowLimiter",
     "SpacedLimiter",
     "TagsLogic",
+    "__version__",
     "normalize_phone",
 ]
