@@ -9,6 +9,7 @@ encoding ``--encoding`` accepts (``ascii_compatible`` checks that).
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Iterator
 from typing import Final, TypeAlias
 
@@ -33,12 +34,11 @@ Decoded: TypeAlias = LeadComment | str | None
 def ascii_compatible(encoding: str) -> bool:
     """True when ``encoding`` exists and writes ASCII (so ``\n``, quotes, JSON punctuation) as
     the same single bytes: UTF-8, cp1251, koi8-r, latin-1, but not UTF-16."""
-    import codecs
-
     try:
-        codecs.lookup(encoding)
         sample = '\n,;\t"{}[]:az09 '
-        return sample.encode(encoding) == sample.encode("ascii")
+        # utf-8-sig writes a byte-order mark first; the characters after it are what count.
+        encoded = sample.encode(encoding).removeprefix(codecs.BOM_UTF8)
+        return encoded == sample.encode("ascii")
     except (LookupError, UnicodeError):
         return False
 
