@@ -140,16 +140,23 @@ class _Signals:
     def __exit__(self, *exc: object) -> None:
         for signum in _SIGNALS:
             self._loop.remove_signal_handler(signum)
+            if self.received is not None:
+                # Still a second signal until the process ends (the summary, the teardown).
+                signal.signal(signum, lambda number, _frame: _exit_at_once(number))
 
     def _on_signal(self, signum: signal.Signals) -> None:
         if self.received is not None:
-            os.write(2, b"\nstopped at once: leads without a result line are sent by --resume\n")
-            os._exit(_STOP_CODES[_SIGNALS[signum]])  # result lines are already written
+            _exit_at_once(signum)
         self.received = _SIGNALS[signum]
         os.write(2, b"\nstopping: no new requests; waiting for those in flight "
                     b"(signal again to exit at once)\n")
         self._source.stop()
         self._closing = asyncio.ensure_future(self._client.aclose())
+
+
+def _exit_at_once(signum: int) -> None:
+    os.write(2, b"\nstopped at once: leads without a result line are sent by --resume\n")
+    os._exit(_STOP_CODES[_SIGNALS[signal.Signals(signum)]])  # result lines are written
 
 
 async def comment_file(
