@@ -1,12 +1,15 @@
 """Asyncio client for Calltouch's lead-commenting API."""
 
-from ._client import UNSET, CalltouchClient
+from msgspec import UNSET
+
+from ._client import CalltouchClient
 from ._errors import (
     AuthError,
     CalltouchError,
     ClientClosedError,
     MalformedResponseError,
     RateLimiterUnavailableError,
+    WrongEventLoopError,
 )
 from ._limiter import Permit, RateLimiter, SlidingWindowLimiter, SpacedLimiter
 from ._models import (
@@ -54,6 +57,7 @@ __all__ = [
     "SlidingWindowLimiter",
     "SpacedLimiter",
     "TagsLogic",
+    "WrongEventLoopError",
     "__version__",
     "normalize_phone",
 ]

@@ -1,4 +1,10 @@
-"""``CalltouchClient``: the session's lifecycle and the public methods."""
+"""``CalltouchClient``: the lifecycle (one state, one event loop) and three faces of one stream.
+
+``comment()`` is the stream over at most 100 leads in input order, ``comment_many()`` is the
+stream itself, ``submit()`` feeds a long-lived stream through its coalescing source. Every
+stream registers here when it starts and leaves when it ends; :meth:`CalltouchClient.aclose`
+closes them all the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,13 @@ import asyncio
 import enum
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from types import TracebackType
-from typing import Final, Self
+from typing import Self
 
 import aiohttp
+from msgspec import UNSET, UnsetType
 from yarl import URL
 
-from ._coalescer import Coalescer
+from ._coalescer import Coalescer, SubmitSource
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
@@ -19,36 +26,32 @@ from ._constants import (
     DEFAULT_LINGER,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_PENDING,
+    DEFAULT_STREAM_LINGER,
     DEFAULT_TIMEOUT,
     KEEPALIVE_TIMEOUT,
     MAX_LEADS_PER_REQUEST,
 )
-from ._dispatch import Dispatcher, Item, invalid_result
+from ._dispatch import Dispatcher
+from ._errors import ClientClosedError, WrongEventLoopError
 from ._limiter import RateLimiter, shared_limiter
 from ._models import CommentResult, LeadComment
 from ._retry import RetryPolicy
-from ._stream import Stream, client_closed, closed_error, stream_results
+from ._stream import Stream, iterate
 from ._transport import SendTimeTrace, Transport
-from ._validation import describe, validate_lead
 
 __all__ = ["UNSET", "CalltouchClient"]
 
 
-class _UnsetType(enum.Enum):
-    UNSET = "UNSET"
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-#: "Not given": ``rate_limiter=UNSET`` means the shared per-host default, ``None`` means off.
-UNSET: Final = _UnsetType.UNSET
-
-
 class _State(enum.Enum):
-    UNOPENED = "unopened"
     OPEN = "open"
+    CLOSING = "closing"
     CLOSED = "closed"
+
+
+_REFUSED = {
+    _State.CLOSING: "this CalltouchClient is closing: it takes no more leads",
+    _State.CLOSED: "this CalltouchClient is closed; create a new one",
+}
 
 
 class CalltouchClient:
@@ -56,23 +59,26 @@ class CalltouchClient:
 
     Use it as ``async with CalltouchClient(site_id, token) as client:``, or call
     :meth:`aclose` yourself. One :class:`aiohttp.ClientSession` per client, created on the
-    running loop when the client opens; a ``session`` you pass in is used as is and never
-    closed by the client. A closed client cannot be reopened.
+    running loop at first use; the client then belongs to that loop (used from another,
+    it raises :class:`WrongEventLoopError` before sending anything). A ``session`` you pass
+    in is used as is and never closed by the client. A closed client cannot be reopened.
 
     ``rate_limiter``: by default every client of this process that talks to the same host
     shares one limiter (Calltouch limits per IP); pass your own (e.g. a Redis one shared by
     several processes) or ``None`` to send unlimited (only against a local server).
     ``timeout`` is a deadline per request, retries included. ``max_in_flight`` bounds the
-    requests running at once and so the leads held in memory. ``linger``, ``max_pending``
-    and ``flush_timeout`` tune :meth:`submit`.
+    requests running at once and so the leads held in memory. ``linger`` and
+    ``max_pending`` tune :meth:`submit`; ``flush_timeout`` is how long :meth:`aclose` lets
+    requests already written answer.
     """
 
     __slots__ = (
         "_coalescer",
         "_dispatcher",
+        "_entered",
         "_limiter_arg",
+        "_loop",
         "_owns_session",
-        "_runs",
         "_session",
         "_state",
         "_streams",
@@ -94,7 +100,7 @@ class CalltouchClient:
         access_token: str,
         *,
         base_url: str = DEFAULT_BASE_URL,
-        rate_limiter: RateLimiter | _UnsetType | None = UNSET,
+        rate_limiter: RateLimiter | UnsetType | None = UNSET,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
@@ -108,26 +114,27 @@ class CalltouchClient:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        if retry is not None and retry_unknown:
+            raise ValueError("pass retry_unknown=True to your RetryPolicy, not to the client")
+        self._state = _State.OPEN
         self.site_id = site_id
         self._token = access_token
         self.base_url = base_url.rstrip("/")
         self._limiter_arg = rate_limiter
         self.max_in_flight = max_in_flight
         self.timeout = timeout
-        if retry is not None and retry_unknown:
-            raise ValueError("pass retry_unknown=True to your RetryPolicy, not to the client")
         self.retry = retry if retry is not None else RetryPolicy(retry_unknown=retry_unknown)
         self._session = session
         self._owns_session = session is None
         self.linger = linger
         self.max_pending = max_pending
         self.flush_timeout = flush_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatcher: Dispatcher | None = None
         self._coalescer: Coalescer | None = None
-        self._streams: set[Stream] = set()
-        self._runs: set[asyncio.Future[list[CommentResult]]] = set()
+        self._streams: set[Stream] = set()  # every running stream, submit()'s included
         self._teardown: asyncio.Future[None] | None = None
-        self._state = _State.UNOPENED
+        self._entered = False
 
     def __repr__(self) -> str:
         # Never the token.
@@ -139,7 +146,13 @@ class CalltouchClient:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Self:
-        self._open()
+        if self._entered and self._state is _State.OPEN:
+            raise RuntimeError(
+                "this CalltouchClient is already open in an `async with` block; "
+                "enter it once (use the same client inside, or create another)"
+            )
+        self._pipeline()
+        self._entered = True
         return self
 
     async def __aexit__(
@@ -150,10 +163,28 @@ class CalltouchClient:
     ) -> None:
         await self.aclose()
 
-    def _open(self) -> Dispatcher:
-        if self._state is _State.CLOSED:
-            raise client_closed()
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` has been called (while closing, too)."""
+        return self._state is not _State.OPEN
+
+    def _check(self) -> None:
+        """Raise unless the client may send now, from the running event loop."""
+        if self._state is not _State.OPEN:
+            raise ClientClosedError(_REFUSED[self._state])
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            raise WrongEventLoopError(
+                "this CalltouchClient was opened on another event loop (an earlier "
+                "asyncio.run(), or another thread); nothing was sent. Create the client "
+                "inside the loop that uses it, e.g. inside the coroutine given to "
+                "asyncio.run(), one per loop or thread"
+            )
+
+    def _pipeline(self) -> Dispatcher:
+        """The dispatcher; created with the session on first use, on the running loop."""
+        self._check()
         if self._dispatcher is None:
+            self._loop = asyncio.get_running_loop()
             session = self._session
             if session is None:
                 session = self._session = self._new_session()
@@ -162,7 +193,6 @@ class CalltouchClient:
                 transport, self._resolve_limiter(), self.retry, self.timeout, self.site_id,
                 self.max_in_flight,
             )
-            self._state = _State.OPEN
         return self._dispatcher
 
     def _new_session(self) -> aiohttp.ClientSession:
@@ -176,41 +206,65 @@ class CalltouchClient:
         )
 
     def _resolve_limiter(self) -> RateLimiter | None:
-        if self._limiter_arg is UNSET:
+        if isinstance(self._limiter_arg, UnsetType):
             return shared_limiter(URL(self.base_url).host or self.base_url)
         return self._limiter_arg
 
-    async def aclose(self) -> None:
-        """Cancel ``comment``/``comment_many`` requests in flight, flush pending
-        :meth:`submit` leads (up to ``flush_timeout``), close the session if the client made
-        it. Idempotent; if the call is cancelled, the teardown still completes.
+    async def aclose(self, *, flush_timeout: float | None = None) -> None:
+        """Close gracefully; idempotent, and completed even if the call is cancelled.
 
-        Leads whose request was cancelled get no result: the ``comment_many`` stream or the
-        ``comment`` call that carried them raises :class:`ClientClosedError`; their comments
-        may or may not have been applied.
+        Every stream stops reading its input and starts no new request; leads read but never
+        written end ``failed`` ("not sent: the client closed"). Requests already written get
+        up to ``flush_timeout`` seconds (default: the client's) to answer; their leads then
+        end with their real status, or ``unknown``. Pending :meth:`submit` leads are still
+        sent within that time. Streams yield all those results; a ``comment_many`` stream
+        then raises :class:`ClientClosedError` if its input was left unread. Finally the
+        session is closed if the client made it.
         """
-        self._state = _State.CLOSED
         if self._teardown is None:
-            self._teardown = asyncio.ensure_future(self._tear_down())
+            if self._state is _State.OPEN:
+                self._check()  # from another loop, nothing here can be closed properly
+            self._state = _State.CLOSING
+            grace = self.flush_timeout if flush_timeout is None else flush_timeout
+            self._teardown = asyncio.ensure_future(self._tear_down(grace))
         await asyncio.shield(self._teardown)
 
-    async def _tear_down(self) -> None:
-        # Streams first, so they stop sending while submit() leads are flushed.
+    async def _tear_down(self, grace: float) -> None:
         streams = list(self._streams)
-        await asyncio.gather(*(s.cancel(closed_error()) for s in streams))
-        for run in self._runs:
-            run.cancel()
-        await asyncio.gather(*self._runs, return_exceptions=True)
+        for stream in streams:
+            stream.close()
+        running = {s.producer for s in streams if s.producer is not None}
+        if running:
+            await asyncio.wait(running, timeout=grace)
+        for stream in streams:
+            if not stream.finished:
+                stream.expire()
+        running = {task for task in running if not task.done()}
+        if running:
+            await asyncio.wait(running)
         if self._coalescer is not None:
-            await self._coalescer.aclose(self.flush_timeout)
+            await self._coalescer.finish(ClientClosedError(_REFUSED[_State.CLOSED]))
         if self._owns_session and self._session is not None:
             await self._session.close()
+        self._state = _State.CLOSED
 
-    @property
-    def closed(self) -> bool:
-        return self._state is _State.CLOSED
+    # ------------------------------------------------------------------ one stream
 
-    # ------------------------------------------------------------------ public methods
+    def _attach(self, stream: Stream) -> Dispatcher:
+        dispatcher = self._pipeline()  # refuses a closed client, or another loop
+        self._streams.add(stream)
+        return dispatcher
+
+    def _iterate(self, stream: Stream) -> AsyncGenerator[CommentResult, None]:
+        return iterate(stream, self._attach, self._streams.discard, self._unread_error)
+
+    @staticmethod
+    def _unread_error() -> ClientClosedError:
+        return ClientClosedError(
+            "the CalltouchClient was closed before this stream's input was read to the end"
+        )
+
+    # ------------------------------------------------------------------ the three faces
 
     async def comment(self, leads: Sequence[LeadComment]) -> list[CommentResult]:
         """Comment up to 100 leads in one request; one result per lead, in input order."""
@@ -219,55 +273,34 @@ class CalltouchClient:
                 f"comment() takes at most {MAX_LEADS_PER_REQUEST} leads (one request), got "
                 f"{len(leads)}; use comment_many() for any number"
             )
-        dispatcher = self._open()
-        results: list[CommentResult | None] = [None] * len(leads)
-        valid: list[Item] = []
-        for index, lead in enumerate(leads):
-            problems = validate_lead(lead, index)
-            if problems:
-                results[index] = invalid_result(index, lead, describe(problems))
-            else:
-                valid.append((index, lead))
-        if valid:
-            for result in await self._run_tracked(dispatcher, valid):
-                results[result.index] = result
-        return [r for r in results if r is not None]
-
-    async def _run_tracked(self, dispatcher: Dispatcher, items: list[Item]) -> list[CommentResult]:
-        """Run one chunk in a task that :meth:`aclose` can cancel."""
-        run = asyncio.ensure_future(dispatcher.run(items))
-        self._runs.add(run)
-        try:
-            return await run
-        except asyncio.CancelledError:
-            caller = asyncio.current_task()
-            if run.cancelled() and self.closed and not (caller and caller.cancelling()):
-                raise closed_error() from None
-            raise
-        finally:
-            self._runs.discard(run)
+        self._check()
+        stream = Stream(leads, max_in_flight=self.max_in_flight, ordered=True)
+        return [result async for result in self._iterate(stream)]
 
     def comment_many(
         self,
         leads: Iterable[LeadComment] | AsyncIterable[LeadComment],
         *,
         ordered: bool = False,
+        linger: float | None = DEFAULT_STREAM_LINGER,
     ) -> AsyncGenerator[CommentResult, None]:
         """Comment any number of leads; yield one result per lead as soon as it is known.
 
         ``leads`` is read lazily into requests of up to 100 valid leads, with at most
         ``max_in_flight`` requests running. Results come as requests answer, or in input
         order with ``ordered=True``; ``result.index`` is the lead's position in ``leads``.
-        Leads failing local validation yield ``invalid`` at once and are never sent.
+        Leads failing local validation yield ``invalid`` at once and are never sent. From an
+        async source, a partial request is sent once no lead has come for ``linger``
+        seconds (``None``: only full requests and the last one); a plain iterable never
+        waits, so never lingers.
 
         Breaking out of the loop cancels what is in flight once the generator is closed; use
         ``contextlib.aclosing`` to make that immediate.
         """
-        dispatcher = self._open()
-        return stream_results(
-            dispatcher, leads, ordered=ordered, max_in_flight=self.max_in_flight,
-            streams=self._streams, closed=lambda: self.closed,
-        )
+        if self._state is not _State.OPEN:
+            raise ClientClosedError(_REFUSED[self._state])
+        stream = Stream(leads, max_in_flight=self.max_in_flight, ordered=ordered, linger=linger)
+        return self._iterate(stream)
 
     async def submit(self, lead: LeadComment) -> CommentResult:
         """Comment one lead, sharing requests with every other concurrent ``submit()``.
@@ -279,11 +312,16 @@ class CalltouchClient:
         to every waiting caller when the credentials are refused. The result's ``index``
         is 0: the one lead passed.
         """
-        dispatcher = self._open()
+        self._check()
         if self._coalescer is None:
-            # Its stream is not in self._streams: aclose() flushes it instead of cancelling it.
             self._coalescer = Coalescer(
-                dispatcher, linger=self.linger, max_pending=self.max_pending,
-                max_in_flight=self.max_in_flight, streams=set(),
+                self._submit_stream, max_pending=self.max_pending, is_open=lambda: not self.closed
             )
-        return await self._coalescer.submit(lead)
+        return await self._coalescer.submit(lead, self._check)
+
+    def _submit_stream(self, source: SubmitSource) -> AsyncGenerator[CommentResult, None]:
+        stream = Stream(
+            source, max_in_flight=self.max_in_flight, linger=self.linger,
+            linger_from_first=True, keep=source.keep, end_input=source.close,
+        )
+        return self._iterate(stream)

@@ -1,41 +1,38 @@
-"""``submit()``: one lead per call from many coroutines, packed into shared requests.
+"""``submit()``'s coalescing source: one lead per call from many coroutines, one stream.
 
-Submitted leads flow into one long-lived :func:`~calltouch_async._stream.stream_results`
-(the same packing, limiter and failure handling as ``comment_many``), which launches a chunk
-when it holds 100 leads or its first lead has waited ``linger`` seconds. Each caller awaits a
-future resolved with its own lead's result.
+Submitted leads are queued in a :class:`SubmitSource`, an async iterable that one long-lived
+stream (the same one ``comment_many`` uses) reads; the stream launches a chunk when it holds
+100 leads or its first lead has waited ``linger`` seconds. Each caller awaits a future that
+:class:`Coalescer` resolves with its own lead's result. Closing ends the source, so what it
+holds is still sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import msgspec
 
-from ._dispatch import Dispatcher, Item
-from ._errors import AuthError, ClientClosedError
+from ._dispatch import NOT_SENT_CLOSED, Item
+from ._errors import AuthError
 from ._models import CommentResult, CommentStatus, LeadComment
-from ._stream import Stream, stream_results
 
-__all__ = ["Coalescer"]
+__all__ = ["Coalescer", "SubmitSource"]
 
 _CLOSE: Final = object()
 
 
 class _Waiter:
-    __slots__ = ("future", "lead", "sent")
+    __slots__ = ("future", "lead")
 
     def __init__(self, lead: LeadComment, future: asyncio.Future[CommentResult]) -> None:
         self.lead = lead
         self.future = future
-        self.sent = False
 
 
-class _SubmitSource:
+class SubmitSource:
     """The submitted leads as an async iterator whose ``__anext__`` is safe to cancel.
 
     It numbers leads in the order the stream reads them, which is the stream's ``index``.
@@ -48,7 +45,7 @@ class _SubmitSource:
         self.waiters: dict[int, _Waiter] = {}
         self._read = 0
 
-    def __aiter__(self) -> _SubmitSource:
+    def __aiter__(self) -> SubmitSource:
         return self
 
     async def __anext__(self) -> LeadComment:
@@ -66,7 +63,16 @@ class _SubmitSource:
         self._queue.put_nowait(waiter)
 
     def close(self) -> None:
+        """End the iteration once the leads already queued are read."""
         self._queue.put_nowait(_CLOSE)
+
+    def keep(self, item: Item) -> bool:
+        """Called as a chunk launches: drop leads whose caller gave up."""
+        waiter = self.waiters[item[0]]
+        if waiter.future.done():
+            del self.waiters[item[0]]
+            return False
+        return True
 
     def unread(self) -> list[_Waiter]:
         """Take the waiters the stream never read."""
@@ -78,133 +84,74 @@ class _SubmitSource:
         return left
 
 
-class Coalescer:
-    """Owns the shared stream behind ``submit()``; started on first use."""
+#: Runs a stream over a source and yields its results (the client's, so it owns the stream).
+StreamFactory = Callable[[SubmitSource], AsyncIterator[CommentResult]]
 
-    __slots__ = (
-        "_closing", "_consumer", "_dispatcher", "_error", "_linger", "_max_in_flight", "_room",
-        "_source", "_streams",
-    )
+
+class Coalescer:
+    """Owns the stream behind ``submit()``; started on first use, again after a failure."""
+
+    __slots__ = ("_consumer", "_error", "_is_open", "_room", "_source", "_stream")
 
     def __init__(
-        self,
-        dispatcher: Dispatcher,
-        *,
-        linger: float,
-        max_pending: int,
-        max_in_flight: int,
-        streams: set[Stream],
+        self, stream: StreamFactory, *, max_pending: int, is_open: Callable[[], bool]
     ) -> None:
-        self._dispatcher = dispatcher
-        self._linger = linger
-        self._max_in_flight = max_in_flight
-        self._streams = streams
+        self._stream = stream
+        self._is_open = is_open
         self._room = asyncio.Semaphore(max_pending)
-        self._source: _SubmitSource | None = None
+        self._source: SubmitSource | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
-        self._closing = False
 
-    async def submit(self, lead: LeadComment) -> CommentResult:
+    async def submit(self, lead: LeadComment, check: Callable[[], None]) -> CommentResult:
+        """The result of ``lead``; ``check()`` raises if the lead may no longer be taken."""
         async with self._room:  # backpressure: at most max_pending leads wait
             # Checked after the wait for room: the client may have closed, or failed, since.
+            check()
             if self._error is not None:
                 raise self._error
-            if self._closing:
-                raise ClientClosedError("the client is closing: submit() takes no more leads")
-            source = self._start()
             future: asyncio.Future[CommentResult] = asyncio.get_running_loop().create_future()
-            source.put(_Waiter(lead, future))
+            self._start().put(_Waiter(lead, future))
             return await future
 
-    def _start(self) -> _SubmitSource:
+    def _start(self) -> SubmitSource:
         """The running stream's source; a new stream if there is none or it has ended."""
         if self._source is None or self._consumer is None or self._consumer.done():
-            self._source = source = _SubmitSource()
-            stream = stream_results(
-                self._dispatcher, source, ordered=False, max_in_flight=self._max_in_flight,
-                streams=self._streams, linger=self._linger,
-                keep=functools.partial(_keep, source),
-                on_sent=functools.partial(_mark_sent, source),
-            )
-            self._consumer = asyncio.create_task(self._deliver(source, stream))
+            self._source = source = SubmitSource()
+            self._consumer = asyncio.create_task(self._deliver(source, self._stream(source)))
         return self._source
 
-    async def _deliver(
-        self, source: _SubmitSource, stream: AsyncIterator[CommentResult]
-    ) -> None:
+    async def _deliver(self, source: SubmitSource, results: AsyncIterator[CommentResult]) -> None:
         try:
-            async for result in stream:
+            async for result in results:
                 waiter = source.waiters.pop(result.index)
                 if not waiter.future.done():  # else the caller was cancelled after sending
-                    waiter.future.set_result(_as_single(result))
+                    # The caller passed one lead: it is lead 0.
+                    waiter.future.set_result(msgspec.structs.replace(result, index=0))
         except AuthError as exc:
             self._error = exc  # the credentials will not get better: every later call too
-            self._fail_all(source, exc)
+            _fail_all(source, exc)
         except Exception as exc:
-            self._fail_all(source, exc)  # the next submit() starts a new stream
+            if self._is_open():  # else closing: finish() reports what is left
+                _fail_all(source, exc)  # the next submit() starts a new stream
 
-    def _fail_all(self, source: _SubmitSource, exc: BaseException) -> None:
-        for waiter in [*source.waiters.values(), *source.unread()]:
-            if not waiter.future.done():
-                waiter.future.set_exception(exc)
-        source.waiters.clear()
-
-    async def aclose(self, flush_timeout: float) -> None:
-        """Send what is pending (for at most ``flush_timeout`` seconds), then stop.
-
-        Leads that could not be sent get ``failed``; leads cancelled in flight ``unknown``.
-        """
-        self._closing = True
+    async def finish(self, error: BaseException) -> None:
+        """After the client closed the stream: wait for the last results; leads the stream
+        never read end ``failed``, and any caller still without a result gets ``error``."""
         source, consumer = self._source, self._consumer
         if source is None or consumer is None:
             return
-        source.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(consumer), flush_timeout)
-        if not consumer.done():
-            consumer.cancel()
-            try:
-                await consumer
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # aclose() itself was cancelled, not just the consumer
-        for waiter in [*source.waiters.values(), *source.unread()]:
+        await asyncio.shield(consumer)
+        for waiter in source.unread():
             if not waiter.future.done():
-                waiter.future.set_result(_abandoned(waiter))
-        source.waiters.clear()
+                waiter.future.set_result(CommentResult(
+                    index=0, lead=waiter.lead, status=CommentStatus.FAILED, error=NOT_SENT_CLOSED
+                ))
+        _fail_all(source, error)
 
 
-def _keep(source: _SubmitSource, item: Item) -> bool:
-    """Called as a chunk launches: drop leads whose caller gave up."""
-    waiter = source.waiters[item[0]]
-    if waiter.future.done():
-        del source.waiters[item[0]]
-        return False
-    return True
-
-
-def _mark_sent(source: _SubmitSource, part: list[Item]) -> None:
-    """A request carrying ``part`` may have left: closing now leaves them ``unknown``."""
-    for index, _ in part:
-        waiter = source.waiters.get(index)
-        if waiter is not None:
-            waiter.sent = True
-
-
-def _abandoned(waiter: _Waiter) -> CommentResult:
-    if waiter.sent:
-        status = CommentStatus.UNKNOWN
-        error = "client closed while the request was on its way: it may or may not be applied"
-    else:
-        status, error = CommentStatus.FAILED, "client closed before the lead could be sent"
-    return CommentResult(index=0, lead=waiter.lead, status=status, error=error)
-
-
-def _as_single(result: CommentResult) -> CommentResult:
-    """The caller of ``submit()`` passed one lead: it is lead 0, also in error paths."""
-    error = result.error
-    if error is not None and result.index:
-        error = error.replace(f"comments[{result.index}]", "comments[0]")
-    return msgspec.structs.replace(result, index=0, error=error)
+def _fail_all(source: SubmitSource, exc: BaseException) -> None:
+    for waiter in [*source.waiters.values(), *source.unread()]:
+        if not waiter.future.done():
+            waiter.future.set_exception(exc)
+    source.waiters.clear()

@@ -33,10 +33,17 @@ RETRY_AFTER_CAP = 30.0
 #: Keep idle connections this long so permits go to warm connections.
 KEEPALIVE_TIMEOUT = 60.0
 
-#: submit(): the oldest pending lead waits at most this long before its batch is sent.
+#: submit(): the oldest pending lead waits at most this long before its batch is sent. Its
+#: callers are typically web handlers awaiting an answer, so the wait is kept short.
 DEFAULT_LINGER = 0.05
 DEFAULT_MAX_PENDING = 10_000
-#: aclose(): how long pending submits may take to flush.
+#: comment_many() over an async source (a queue): a partial chunk is sent once no lead has
+#: come for this long. A queue consumer expects a lead to be handled within about one round
+#: trip (~1 s), not held until 100 more arrive; 0.2 s is the spacing of the rate limit
+#: (5 requests/s), so lingering alone never makes more partial requests than the limit can
+#: start, while a source that is merely slow still fills its chunks (fewer points spent).
+DEFAULT_STREAM_LINGER = 0.2
+#: aclose(): how long requests already written (and pending submits) may take to answer.
 DEFAULT_FLUSH_TIMEOUT = 30.0
 
 USER_AGENT = "calltouch-async/0.1"

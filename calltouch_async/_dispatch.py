@@ -2,18 +2,17 @@
 
 :class:`Dispatcher` is the one place a chunk becomes requests (one, or a few more when
 Calltouch's validation names some of its leads): permits, attempts, retries, violation
-isolation, and the status every lead ends in.
+isolation, and the status every lead ends in. :class:`Flight` is how the stream that
+launched a chunk stops it when the client closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import math
 import re
-from collections.abc import Callable
 from typing import Final, TypeAlias
 
 from ._errors import AuthError, CalltouchError
@@ -22,34 +21,53 @@ from ._models import CommentResult, CommentStatus, LeadComment, Violation, encod
 from ._retry import RetryPolicy
 from ._transport import Attempt, Exchange, Reply, Transport
 
-__all__ = ["Dispatcher", "Item", "OnSent", "invalid_result"]
+__all__ = ["NOT_SENT_CLOSED", "Dispatcher", "Flight", "Item", "with_status"]
 
 log = logging.getLogger("calltouch_async")
 
 #: A lead with its position in the caller's input.
 Item: TypeAlias = tuple[int, LeadComment]
-#: Told which leads a request that may have left was carrying.
-OnSent: TypeAlias = Callable[[list[Item]], None]
 
-_LEAD_PATH: Final = re.compile(r"comments\[(\d+)\]")
-_RETRYABLE: Final = frozenset({Reply.RATE_LIMITED, Reply.NOT_SENT})
+#: The error of a lead whose request was never written because the client closed.
+NOT_SENT_CLOSED: Final = "not sent: the client closed"
+_UNANSWERED_CLOSED: Final = (
+    "the client closed while the request was on its way: it may or may not be applied"
+)
+_LEAD_PATH: Final = re.compile(r"comments\[(\d+)\]\.?")
 
 
-def invalid_result(index: int, lead: LeadComment, problems: str) -> CommentResult:
-    return CommentResult(index=index, lead=lead, status=CommentStatus.INVALID, error=problems)
+class Flight:
+    """One chunk's run as its stream sees it.
+
+    ``stopping`` (set by the stream when the client closes): send nothing more; a
+    cancellation that arrives while it is set means "stop now", and the leads end ``failed``
+    (never written) or ``unknown`` (written) instead of the run raising. ``posting`` is true
+    while a request may be on the wire: the stream lets such a run finish within the
+    close's flush time rather than cancelling it at once.
+    """
+
+    __slots__ = ("posting", "stopping")
+
+    def __init__(self) -> None:
+        self.posting = False
+        self.stopping = False
 
 
 class Dispatcher:
     """Sends chunks of valid leads and turns every lead into exactly one result.
 
-    Per request: take a permit, POST, and retry what provably did not run (429, connect
-    errors) with backoff, all under one deadline of ``timeout`` seconds. When Calltouch's
-    validation names leads, they are ``rejected`` and the rest re-sent; when it names none,
-    the chunk is halved until the culprits are found, at most ``4 * ceil(log2(n))`` extra
-    requests for a chunk of ``n`` (about 14 for one bad lead among 100).
+    Per request: take a permit, POST, and retry what the :class:`RetryPolicy` allows (by
+    default what provably did not run: 429, connect errors) with its delays, all under one
+    deadline of ``timeout`` seconds. When Calltouch's validation names leads, they are
+    ``rejected`` and the rest re-sent; when it names none, the chunk is halved until the
+    culprits are found. Both kinds of extra request share one budget of
+    ``4 * ceil(log2(n))`` for a chunk of ``n`` (28 for 100); leads left when it runs out
+    are ``failed``.
     """
 
-    __slots__ = ("_limiter", "_retry", "_sending", "_site_id", "_timeout", "_transport")
+    __slots__ = (
+        "_limiter", "_refused", "_retry", "_sending", "_site_id", "_timeout", "_transport",
+    )
 
     def __init__(
         self,
@@ -60,69 +78,90 @@ class Dispatcher:
         site_id: int | str,
         max_in_flight: int,
     ) -> None:
-        self._sending = asyncio.Semaphore(max_in_flight)
+        self._sending = asyncio.Semaphore(max_in_flight)  # per request, client-wide
+        # Once Calltouch refused the credentials, nothing more is sent: they will not get
+        # better, and requests already waiting for a slot must not go out after it.
+        self._refused: Exchange | None = None
         self._transport = transport
         self._limiter = limiter
         self._retry = retry
         self._timeout = timeout
         self._site_id = site_id
 
-    async def run(self, items: list[Item], on_sent: OnSent | None = None) -> list[CommentResult]:
-        """One result per item (any order). Raises :class:`AuthError` on bad credentials.
-
-        ``on_sent(part)`` is called when a request carrying ``part`` may have left.
-        """
+    async def run(self, items: list[Item], flight: Flight) -> list[CommentResult]:
+        """One result per item (any order). Raises :class:`AuthError` on bad credentials."""
         results: list[CommentResult] = []
         parts = [items]
-        split_budget = 4 * math.ceil(math.log2(max(len(items), 2)))
+        budget = 4 * math.ceil(math.log2(max(len(items), 2)))  # extra requests allowed
         while parts:
             part = parts.pop()
-            exchange = await self._exchange(part, on_sent)
+            if flight.stopping:
+                results += with_status(part, CommentStatus.FAILED, NOT_SENT_CLOSED)
+                continue
+            exchange = await self._exchange(part, flight)
             if exchange.reply is not Reply.VIOLATIONS:
-                results.extend(self._results(part, exchange))
+                results += self._results(part, exchange)
                 continue
             rejected, rest = _separate(part, exchange.violations)
-            results.extend(rejected)
+            if not rejected and len(part) == 1:
+                rejected, rest = [_rejected(part[0], _messages(exchange.violations))], []
+            results += rejected
+            if not rest:
+                continue
+            cost = 1 if rejected else 2  # a re-send of the rest, or two halves
+            if budget < cost:
+                reason = (f"not sent: Calltouch's validation errors were not isolated within "
+                          f"{4 * math.ceil(math.log2(max(len(items), 2)))} extra requests "
+                          f"({_messages(exchange.violations)})")
+                results += with_status(rest, CommentStatus.FAILED, reason)
+                continue
+            budget -= cost
             if rejected:
-                parts.extend([rest] if rest else [])
-            elif len(part) == 1:
-                results.append(_rejected(part[0], _messages(exchange.violations)))
-            elif split_budget >= 2:
-                split_budget -= 2
-                middle = len(part) // 2
-                parts += [part[middle:], part[:middle]]
+                parts.append(rest)
             else:
-                reason = f"validation error not isolated: {_messages(exchange.violations)}"
-                results.extend(_with_status(part, CommentStatus.FAILED, reason))
+                middle = len(rest) // 2
+                parts += [rest[middle:], rest[:middle]]
         return results
 
-    async def _exchange(self, part: list[Item], on_sent: OnSent | None) -> Exchange:
+    async def _exchange(self, part: list[Item], flight: Flight) -> Exchange:
+        """One request for ``part``, retried as the policy says; its classified answer."""
         body = encode_request([lead for _, lead in part])
-        notify = None if on_sent is None else functools.partial(on_sent, part)
         maybe_applied = False
         attempt = Attempt(None)
         try:
             # The deadline starts once the request has a slot to go out in (see _attempt).
             async with asyncio.timeout(None) as deadline:
                 for number in itertools.count(1):
-                    attempt = Attempt(None, notify)
-                    exchange = await self._attempt(body, attempt, deadline)
+                    if flight.stopping:  # closing: start no new request
+                        reply = Reply.UNKNOWN if maybe_applied else Reply.FAILED
+                        detail = _UNANSWERED_CLOSED if maybe_applied else NOT_SENT_CLOSED
+                        return Exchange(reply, detail=detail)
+                    attempt = Attempt(None)
+                    exchange = await self._attempt(body, attempt, deadline, flight)
                     attempt = Attempt(None)  # answered: nothing is in flight until the next
                     maybe_applied |= exchange.reply is Reply.UNKNOWN
-                    if not self._should_retry(exchange, number):
+                    if number >= self._retry.max_attempts or not self._retry.should_retry(
+                        exchange.reply, number
+                    ):
                         break
                     await self._pause(exchange, number, len(part))
         except TimeoutError:
             sent = maybe_applied or attempt.may_be_sent
             reply = Reply.UNKNOWN if sent else Reply.FAILED
             return Exchange(reply, detail=f"no answer within the {self._timeout:g} s deadline")
+        except asyncio.CancelledError:
+            if not _stopped_by_close(flight):
+                raise
+            sent = maybe_applied or attempt.may_be_sent
+            reply = Reply.UNKNOWN if sent else Reply.FAILED
+            return Exchange(reply, detail=_UNANSWERED_CLOSED if sent else NOT_SENT_CLOSED)
         if maybe_applied and exchange.reply not in (Reply.OK, Reply.UNKNOWN):
             detail = f"an earlier attempt was lost; then {exchange.detail}"
             return Exchange(Reply.UNKNOWN, exchange.status, detail)
         return exchange
 
     async def _attempt(
-        self, body: bytes, attempt: Attempt, deadline: asyncio.Timeout
+        self, body: bytes, attempt: Attempt, deadline: asyncio.Timeout, flight: Flight
     ) -> Exchange:
         """One permit and one POST, within the client-wide bound on requests in flight.
 
@@ -131,6 +170,8 @@ class Dispatcher:
         for the bound is not part of the request's deadline, which starts here.
         """
         async with self._sending:
+            if self._refused is not None:
+                return self._refused
             if deadline.when() is None:
                 deadline.reschedule(asyncio.get_running_loop().time() + self._timeout)
             try:
@@ -138,17 +179,14 @@ class Dispatcher:
                     attempt.permit = await self._limiter.acquire()
             except CalltouchError as exc:  # a shared limiter's backend is down: not sent
                 return Exchange(Reply.FAILED, detail=str(exc))
-            return await self._transport.post(body, attempt)
-
-    def _should_retry(self, exchange: Exchange, attempt: int) -> bool:
-        if attempt >= self._retry.max_attempts:
-            return False
-        if exchange.reply is Reply.UNKNOWN:
-            return self._retry.retry_unknown
-        return exchange.reply in _RETRYABLE
+            flight.posting = True
+            try:
+                return await self._transport.post(body, attempt)
+            finally:
+                flight.posting = False
 
     async def _pause(self, exchange: Exchange, attempt: int, leads: int) -> None:
-        delay = self._retry.backoff(attempt, exchange.retry_after)
+        delay = self._retry.delay(attempt, exchange.retry_after)
         if exchange.reply is Reply.RATE_LIMITED and self._limiter is not None:
             # Everyone sharing the limiter backs off, not just this request.
             try:
@@ -173,20 +211,32 @@ class Dispatcher:
                 for (index, lead), o in zip(part, exchange.outcomes, strict=True)
             ]
         if reply is Reply.AUTH:
+            self._refused = exchange
             raise AuthError(self._site_id, exchange.status, exchange.detail)
         if reply is Reply.OK:
             detail = f"answer held {len(exchange.outcomes)} results for {len(part)} leads"
             reply, exchange = Reply.UNKNOWN, Exchange(Reply.UNKNOWN, exchange.status, detail)
         if reply is Reply.UNKNOWN:
             log.warning("outcome unknown for %d leads: %s", len(part), exchange.detail)
-            return _with_status(part, CommentStatus.UNKNOWN, exchange.detail)
+            return with_status(part, CommentStatus.UNKNOWN, exchange.detail)
         detail = exchange.detail
-        if reply in _RETRYABLE:
+        if reply in (Reply.RATE_LIMITED, Reply.NOT_SENT):
             detail = f"gave up after {self._retry.max_attempts} attempts: {detail}"
-        return _with_status(part, CommentStatus.FAILED, detail)
+        return with_status(part, CommentStatus.FAILED, detail)
 
 
-def _with_status(part: list[Item], status: CommentStatus, error: str) -> list[CommentResult]:
+def _stopped_by_close(flight: Flight) -> bool:
+    """Whether the cancellation being handled is the stream stopping this run (not the
+    caller cancelling); if so, it is taken back so the run can report its leads."""
+    task = asyncio.current_task()
+    if not flight.stopping or task is None:
+        return False
+    task.uncancel()
+    return task.cancelling() == 0  # anyone else's cancellation still propagates
+
+
+def with_status(part: list[Item], status: CommentStatus, error: str) -> list[CommentResult]:
+    """The same status and error for every lead of ``part``."""
     return [CommentResult(index=i, lead=lead, status=status, error=error) for i, lead in part]
 
 
@@ -202,16 +252,19 @@ def _messages(violations: list[Violation]) -> str:
 def _separate(
     part: list[Item], violations: list[Violation]
 ) -> tuple[list[CommentResult], list[Item]]:
-    """Leads the violations name (as ``rejected``), and the others."""
+    """Leads the violations name (as ``rejected``), and the others.
+
+    A violation's path is made relative to the lead it names (``comments[3].addComment``
+    becomes ``addComment`` on the lead at position 3 of this request): ``result.index``
+    already says which lead it is.
+    """
     named: dict[int, list[str]] = {}
     for violation in violations:
         match = _LEAD_PATH.match(violation.field_path)
         if match and int(match.group(1)) < len(part):
-            position = int(match.group(1))
-            index = part[position][0]
-            # Rewrite the path to the caller's index: that is the lead they know.
-            path = f"comments[{index}]" + violation.field_path[match.end():]
-            named.setdefault(position, []).append(f"{path}: {violation.message}")
+            path = violation.field_path[match.end():]
+            text = f"{path}: {violation.message}" if path else violation.message
+            named.setdefault(int(match.group(1)), []).append(text)
     rejected = [_rejected(part[p], "; ".join(m)) for p, m in sorted(named.items())]
     rest = [item for p, item in enumerate(part) if p not in named]
     return rejected, rest

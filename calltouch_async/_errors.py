@@ -23,6 +23,7 @@ __all__ = [
     "ClientClosedError",
     "MalformedResponseError",
     "RateLimiterUnavailableError",
+    "WrongEventLoopError",
 ]
 
 _EXCERPT_CHARS = 200
@@ -71,3 +72,12 @@ def excerpt(body: bytes | str, limit: int = _EXCERPT_CHARS) -> str:
     """A short, printable start of ``body`` for error messages."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+class WrongEventLoopError(CalltouchError, RuntimeError):
+    """The client was used from an event loop other than the one it opened on.
+
+    Raised before anything is sent. A client's connections belong to one event loop; create
+    the client inside the loop that uses it (for example inside the coroutine given to
+    ``asyncio.run()``), one per loop or per thread.
+    """

@@ -1,29 +1,38 @@
-"""Input -> chunks -> results: reading lazily, packing, bounds, ordering, linger.
+"""Input -> chunks -> results: reading lazily, packing, bounds, ordering, linger, closing.
 
-:func:`stream_results` feeds a :class:`~calltouch_async._dispatch.Dispatcher` from any (async)
-iterable, lazily, with at most ``max_in_flight`` requests running, and yields results as
-they are known.
+A :class:`Stream` reads leads from any (async) iterable, validates each, packs valid ones
+into chunks of up to 100 and hands each chunk to a
+:class:`~calltouch_async._dispatch.Dispatcher` run; :func:`iterate` yields the results as
+they are known (or in input order). Every face of the client is this one stream:
+``comment()`` over at most 100 leads, ``comment_many()`` itself, and ``submit()`` through a
+coalescing source.
+
+Closing (:meth:`Stream.close`): the input is no longer read and no new request starts; leads
+read but never written end ``failed``; requests already written may answer until
+:meth:`Stream.expire`, after which they end ``unknown``. A source that can be told to end
+(``submit()``'s) is ended instead of cut, so what it already holds is still sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import Final, TypeAlias
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from typing import TypeAlias
 
 from ._constants import MAX_LEADS_PER_REQUEST
-from ._dispatch import Dispatcher, Item, OnSent, invalid_result
-from ._errors import ClientClosedError
-from ._models import CommentResult, LeadComment
+from ._dispatch import NOT_SENT_CLOSED, Dispatcher, Flight, Item, with_status
+from ._models import CommentResult, CommentStatus, LeadComment
 from ._validation import describe, validate_lead
 
-__all__ = ["Stream", "client_closed", "closed_error", "stream_results"]
+__all__ = ["Stream", "iterate"]
+
+Leads: TypeAlias = Iterable[LeadComment] | AsyncIterable[LeadComment]
 
 
 class _End:
     __slots__ = ("error",)
 
-    def __init__(self, error: BaseException | None = None) -> None:
+    def __init__(self, error: BaseException | None) -> None:
         self.error = error
 
 
@@ -31,183 +40,290 @@ _QueueItem: TypeAlias = list[CommentResult] | BaseException | _End
 
 
 class Stream:
-    """The state of one ``comment_many`` call: a producer reading input, chunk tasks, a queue.
+    """One run of leads through the pipeline: a reader task, chunk runs, a result queue.
 
-    Two semaphores bound this stream's memory: ``slots`` (chunks launched) and
-    ``unconsumed`` (leads read but not yet handed to the caller), so input is read at most one
-    chunk past the window: ``(max_in_flight + 1) * 100`` leads per stream. Requests in flight
-    are bounded per client by the dispatcher.
-    Chunks are launched full; only in input order, when the caller waits for a lead of the
-    chunk being filled and the reader must wait for the caller, is a partial one launched.
+    Memory is bounded by ``room``: leads read but not yet handed to the consumer, at most
+    ``(max_in_flight + 1) * 100``, so input is read at most one chunk past the window.
+    Requests in flight are bounded per client by the dispatcher.
+
+    A chunk is launched when full, when the input ends, and, for an async source with
+    ``linger``, once no lead has come for ``linger`` seconds (``linger_from_first``: once
+    its first lead has waited that long). A plain iterable never waits, so never lingers.
+    In input order, when the consumer waits for a lead of the chunk being filled and the
+    reader waits for the consumer, that partial chunk is launched too.
+
+    ``keep`` (``submit()``) drops, at launch, items whose callers gave up; ``end_input``
+    makes :meth:`close` end the source (which then yields what it holds) instead of cutting
+    it off.
     """
 
     __slots__ = (
-        "chunk_size", "dispatcher", "keep", "on_sent", "producer", "queue", "reorder", "slots",
-        "tasks", "unconsumed",
+        "_chunk", "_chunk_size", "_cut", "_dispatcher", "_end_input", "_error", "_from_first",
+        "_keep",
+        "_leads", "_linger", "_reading", "_room_waiter", "_running", "_since",
+        "_stopping", "_timer", "producer", "queue", "reorder", "room", "unread",
     )
 
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        leads: Leads,
+        *,
         max_in_flight: int,
-        chunk_size: int,
-        keep: Callable[[Item], bool] | None = None,
         ordered: bool = False,
-        on_sent: OnSent | None = None,
-    ) -> None:
-        self.dispatcher = dispatcher
-        self.keep = keep
-        self.on_sent = on_sent
-        self.reorder = _Reorder() if ordered else None
-        self.chunk_size = chunk_size
-        self.queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
-        self.slots = asyncio.Semaphore(max_in_flight)
-        self.unconsumed = asyncio.Semaphore((max_in_flight + 1) * chunk_size)
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.producer: asyncio.Task[None] | None = None
-
-    async def produce(
-        self,
-        leads: Iterable[LeadComment] | AsyncIterable[LeadComment],
         linger: float | None = None,
+        linger_from_first: bool = False,
+        keep: Callable[[Item], bool] | None = None,
+        end_input: Callable[[], None] | None = None,
+        chunk_size: int = MAX_LEADS_PER_REQUEST,
     ) -> None:
-        """Read ``leads``, validate, pack valid ones into chunks, launch them.
+        self._dispatcher: Dispatcher | None = None
+        self._leads = leads
+        self._chunk_size = chunk_size
+        self._linger = linger
+        self._from_first = linger_from_first
+        self._keep = keep
+        self._end_input = end_input
+        self.reorder = _Reorder() if ordered else None
+        self.queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
+        self.room = (max_in_flight + 1) * chunk_size
+        self._room_waiter: asyncio.Future[None] | None = None
+        self._chunk: list[Item] = []
+        self._running: dict[asyncio.Task[None], Flight] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._since = 0.0
+        self.producer: asyncio.Task[None] | None = None
+        self._reading = False
+        self._cut = False  # the reader is being stopped by close(), not cancelled
+        self._stopping = False  # start no new request
+        self.unread = False  # closing left input unread
+        self._error: BaseException | None = None  # the input's own error
 
-        With ``linger`` (used by ``submit()``), a partial chunk is launched once its first
-        lead has waited that long; ``leads`` must then be safe to cancel mid-``__anext__``.
-        """
-        chunk: list[Item] = []
-        chunk_deadline = 0.0
-        index = -1
-        error: BaseException | None = None
-        source = _aiter(leads) if linger is None else aiter(leads)  # type: ignore[arg-type]
+    # ------------------------------------------------------------------ reading
+
+    def start(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._reading = True
+        self.producer = asyncio.create_task(self._produce())
+        self.producer.add_done_callback(self._ended)
+
+    async def _produce(self) -> None:
         try:
-            while True:
-                if chunk and self.unconsumed.locked() and self._caller_needs(chunk):
-                    # About to wait for the caller, who is waiting for this very chunk.
-                    chunk = await self.launch(chunk)
-                await self.unconsumed.acquire()
-                try:
-                    if chunk and linger is not None:
-                        lead = await _next_before(source, chunk_deadline)
-                    else:  # no timer per lead when there is nothing to time
-                        lead = await anext(source)
-                except StopAsyncIteration:
-                    self.unconsumed.release()
-                    break
-                if isinstance(lead, _Lingered):
-                    self.unconsumed.release()
-                    chunk = await self.launch(chunk)
-                    continue
-                index += 1
-                problems = validate_lead(lead, index)
-                if problems:
-                    self.queue.put_nowait([invalid_result(index, lead, describe(problems))])
-                    continue
-                if not chunk and linger is not None:
-                    chunk_deadline = asyncio.get_running_loop().time() + linger
-                chunk.append((index, lead))
-                if len(chunk) == self.chunk_size:
-                    chunk = await self.launch(chunk)
-                    # A ready source never suspends: let requests holding permits go out.
-                    await asyncio.sleep(0)
+            if isinstance(self._leads, AsyncIterable):
+                await self._read_async(self._leads)
+            else:
+                await self._read(self._leads)
         except (asyncio.CancelledError, Exception) as exc:
             task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # The stream is being cancelled (the input may have answered that with an
-                # error of its own): send nothing more.
-                raise asyncio.CancelledError from exc
-            error = exc  # the caller's iterable failed
+            if task is None or not task.cancelling():
+                self._error = exc  # the caller's iterable failed
+            elif not (self._cut and task.uncancel() == 0):
+                raise asyncio.CancelledError from exc  # cancelled: send nothing more
+            # else closed while reading (the input may have answered that with an error of
+            # its own): _ended reports what is in hand as never sent.
+        finally:
+            self._reading = False
+        if self._cut:
+            self._fail_chunk()
         # Leads already read still get their results, then the stream ends (or raises).
-        if chunk:
-            await self.launch(chunk)
-        if self.tasks:
-            await asyncio.wait(set(self.tasks))
-        self.queue.put_nowait(_End(error))
+        self._launch()
+        while self._running:
+            await asyncio.wait(list(self._running))
 
-    def _caller_needs(self, chunk: list[Item]) -> bool:
-        """In input order, the caller cannot go past a lead that is still in ``chunk``."""
-        return self.reorder is not None and self.reorder.next_index >= chunk[0][0]
+    def _ended(self, producer: asyncio.Task[None]) -> None:
+        if self._cut:  # also when cancelled before it ever ran
+            self.unread = True
+            self._fail_chunk()
+        self.queue.put_nowait(_End(self._error))
 
-    async def launch(self, chunk: list[Item]) -> list[Item]:
-        """Start a request for ``chunk`` (once a slot is free); return a new empty chunk."""
-        await self.slots.acquire()
-        if self.keep is not None:
-            kept = [item for item in chunk if self.keep(item)]
-            for _ in range(len(chunk) - len(kept)):
-                self.unconsumed.release()  # dropped leads will never be consumed
+    async def _read(self, leads: Iterable[LeadComment]) -> None:
+        index = -1
+        size = self._chunk_size
+        for lead in leads:  # plain next(): no async wrapper per lead
+            index += 1
+            problems = validate_lead(lead)
+            if problems:
+                self.queue.put_nowait([_invalid(index, lead, describe(problems))])
+            else:
+                chunk = self._chunk
+                chunk.append((index, lead))
+                if len(chunk) == size:
+                    self._launch()
+                    await asyncio.sleep(0)  # a ready source never suspends: let requests go
+            self.room -= 1
+            if self.room <= 0:
+                await self._wait_for_room()
+
+    async def _read_async(self, leads: AsyncIterable[LeadComment]) -> None:
+        index = -1
+        size = self._chunk_size
+        linger = self._linger
+        loop = asyncio.get_running_loop()
+        async for lead in leads:
+            index += 1
+            problems = validate_lead(lead)
+            if problems:
+                self.queue.put_nowait([_invalid(index, lead, describe(problems))])
+            else:
+                chunk = self._chunk  # the linger timer may have launched the last one
+                chunk.append((index, lead))
+                if len(chunk) == size:
+                    self._launch()
+                elif linger is not None:
+                    if len(chunk) == 1:
+                        self._since = loop.time()
+                        self._timer = loop.call_at(self._since + linger, self._lingered)
+                    elif not self._from_first:
+                        self._since = loop.time()  # idle linger: counts from the last lead
+            self.room -= 1
+            if self.room <= 0:
+                await self._wait_for_room()
+
+    def _lingered(self) -> None:
+        """The linger timer fired: launch the partial chunk, or wait for its new due time."""
+        self._timer = None
+        if not self._chunk or self._linger is None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._since + self._linger
+        if loop.time() < due:
+            self._timer = loop.call_at(due, self._lingered)
+        else:
+            self._launch()
+
+    async def _wait_for_room(self) -> None:
+        while self.room <= 0:
+            chunk = self._chunk
+            if chunk and self.reorder is not None and self.reorder.next_index >= chunk[0][0]:
+                # The consumer waits for a lead of this very chunk: send it as it is.
+                self._launch()
+            self._room_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._room_waiter
+            finally:
+                self._room_waiter = None
+
+    def consumed(self, count: int) -> None:
+        """The consumer has taken ``count`` results: as many more leads may be read."""
+        self.room += count
+        waiter = self._room_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------------ chunks
+
+    def _launch(self) -> None:
+        """Start a run for the chunk in hand, if it holds anything."""
+        chunk, self._chunk = self._chunk, []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._keep is not None:
+            kept = [item for item in chunk if self._keep(item)]
+            self.consumed(len(chunk) - len(kept))  # dropped leads will never be consumed
             chunk = kept
         if not chunk:
-            self.slots.release()
-            return []
-        task = asyncio.create_task(self._run(chunk))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return []
+            return
+        flight = Flight()
+        flight.stopping = self._stopping
+        task = asyncio.create_task(self._run(chunk, flight))
+        self._running[task] = flight
+        task.add_done_callback(self._running.pop)
 
-    async def _run(self, chunk: list[Item]) -> None:
+    async def _run(self, chunk: list[Item], flight: Flight) -> None:
+        assert self._dispatcher is not None  # set by start() before anything is read
         try:
-            self.queue.put_nowait(await self.dispatcher.run(chunk, self.on_sent))
+            self.queue.put_nowait(await self._dispatcher.run(chunk, flight))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # AuthError, or a bug: the consumer raises it
             self.queue.put_nowait(exc)
-        finally:
-            self.slots.release()
 
-    async def cancel(self, reason: BaseException | None = None) -> None:
-        """Stop reading and cancel requests in flight; wake the consumer with ``reason``."""
-        pending = [t for t in (self.producer, *self.tasks) if t is not None and not t.done()]
+    def _fail_chunk(self) -> None:
+        chunk, self._chunk = self._chunk, []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if chunk:
+            self.queue.put_nowait(with_status(chunk, CommentStatus.FAILED, NOT_SENT_CLOSED))
+
+    # ------------------------------------------------------------------ ending
+
+    @property
+    def finished(self) -> bool:
+        """Every result is in the queue (or the stream never started)."""
+        return self.producer is None or self.producer.done()
+
+    def close(self) -> None:
+        """Stop reading and start no new request; runs writing a request may finish."""
+        if self._end_input is not None:
+            self._end_input()  # the source ends after what it holds: that is still sent
+            return
+        self._stop(cancel_posting=False)
+
+    def expire(self) -> None:
+        """The time to answer is over: end every run now (written leads ``unknown``)."""
+        self._stop(cancel_posting=True)
+
+    def _stop(self, *, cancel_posting: bool) -> None:
+        self._stopping = True
+        if self._reading and self.producer is not None and not self._cut:
+            self._cut = True
+            self.producer.cancel()
+        for task, flight in self._running.items():
+            flight.stopping = True
+            if cancel_posting or not flight.posting:
+                task.cancel()
+
+    async def cancel(self) -> None:
+        """The consumer is gone: cancel everything, send nothing more, leak no task."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending = [t for t in (self.producer, *self._running) if t is not None and not t.done()]
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        if reason is not None:
-            self.queue.put_nowait(reason)
 
 
-async def stream_results(
-    dispatcher: Dispatcher,
-    leads: Iterable[LeadComment] | AsyncIterable[LeadComment],
-    *,
-    ordered: bool,
-    max_in_flight: int,
-    streams: set[Stream],
-    chunk_size: int = MAX_LEADS_PER_REQUEST,
-    linger: float | None = None,
-    keep: Callable[[Item], bool] | None = None,
-    on_sent: OnSent | None = None,
-    closed: Callable[[], bool] = lambda: False,
+async def iterate(
+    stream: Stream,
+    attach: Callable[[Stream], Dispatcher],
+    detach: Callable[[Stream], None],
+    unread_error: Callable[[], BaseException],
 ) -> AsyncGenerator[CommentResult, None]:
-    """Yield one result per lead of ``leads`` as requests answer (or in input order).
+    """Run ``stream`` and yield one result per lead.
 
-    ``linger``, ``keep`` and ``on_sent`` serve ``submit()``: launch partial chunks after
-    ``linger`` seconds, drop at launch the items ``keep`` rejects (their callers gave up;
-    dropped items yield no result), and report which leads' requests may have left.
-    ``closed`` tells whether the client closed before the first iteration. If ``leads``
-    raises, the leads read before get their results first.
+    ``attach`` registers the stream with its owner before anything starts and returns the
+    dispatcher to send with (or refuses by raising); ``detach`` is called when it ends.
+    Results are yielded until the last one; then the input's own error is raised, or
+    ``unread_error()`` if closing left input unread.
     """
-    if closed():  # created before the client closed, first iterated after
-        raise client_closed()
-    stream = Stream(dispatcher, max_in_flight, chunk_size, keep, ordered, on_sent)
-    stream.producer = asyncio.create_task(stream.produce(leads, linger))
-    streams.add(stream)
-    reorder = stream.reorder
+    dispatcher = attach(stream)
     try:
+        stream.start(dispatcher)
+        reorder = stream.reorder
         while True:
             item = await stream.queue.get()
             if isinstance(item, _End):
                 if item.error is not None:
                     raise item.error
+                if stream.unread:
+                    raise unread_error()
                 return
             if isinstance(item, BaseException):
                 raise item
-            for result in reorder.push(item) if reorder is not None else item:
+            batch = reorder.push(item) if reorder is not None else item
+            for result in batch:
                 yield result
-                stream.unconsumed.release()
+            stream.consumed(len(batch))
     finally:
-        streams.discard(stream)
+        detach(stream)
         await stream.cancel()
+
+
+def _invalid(index: int, lead: LeadComment, problems: str) -> CommentResult:
+    return CommentResult(index=index, lead=lead, status=CommentStatus.INVALID, error=problems)
 
 
 class _Reorder:
@@ -227,42 +343,3 @@ class _Reorder:
             ready.append(self._held.pop(self.next_index))
             self.next_index += 1
         return ready
-
-
-class _Lingered:
-    """The first lead of a partial chunk has waited ``linger``: launch the chunk."""
-
-
-_LINGERED: Final = _Lingered()
-
-
-async def _next_before(
-    source: AsyncIterator[LeadComment], deadline: float
-) -> LeadComment | _Lingered:
-    """The next lead, or :data:`_LINGERED` if none comes before ``deadline`` (loop time)."""
-    try:
-        async with asyncio.timeout_at(deadline) as timer:
-            return await anext(source)
-    except TimeoutError:
-        if timer.expired():
-            return _LINGERED
-        raise  # the source's own TimeoutError is an input error, not the linger timer
-
-
-async def _aiter(
-    leads: Iterable[LeadComment] | AsyncIterable[LeadComment],
-) -> AsyncIterator[LeadComment]:
-    if isinstance(leads, AsyncIterable):
-        async for lead in leads:
-            yield lead
-    else:
-        for lead in leads:
-            yield lead
-
-
-def client_closed() -> ClientClosedError:
-    return ClientClosedError("this CalltouchClient is closed; create a new one")
-
-
-def closed_error() -> ClientClosedError:
-    return ClientClosedError("the client was closed while requests were in flight")

@@ -1,9 +1,9 @@
 """Local checks mirroring the documented limits, run on every lead before it is sent.
 
 A lead that fails them is never sent (it would cost a request and points, and could sink the
-other 99 leads of its request). Problems are reported with Calltouch's own path style
-(``comments[7].matching[0].callParams.callId``) where ``7`` is the lead's position in the
-caller's input. The checks are plain ``isinstance`` and length tests: cheap enough for
+other 99 leads of its request). Problems are reported with Calltouch's own path style,
+relative to the lead (``matching[0].callParams.callId``): the result's ``index`` says which
+lead it is. The checks are plain ``isinstance`` and length tests: cheap enough for
 every lead of a million-lead stream.
 """
 
@@ -49,7 +49,7 @@ class Problem(msgspec.Struct, frozen=True):
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        return f"{self.path}: {self.message}" if self.path else self.message
 
 
 def describe(problems: list[Problem]) -> str:
@@ -57,14 +57,13 @@ def describe(problems: list[Problem]) -> str:
     return "; ".join(map(str, problems))
 
 
-def validate_lead(lead: object, position: int) -> list[Problem]:
-    """Every problem of ``lead`` (an empty list when it can be sent)."""
-    base = f"comments[{position}]"
+def validate_lead(lead: object) -> list[Problem]:
+    """Every problem of ``lead`` (an empty list when it can be sent); paths relative to it."""
     if not isinstance(lead, LeadComment):
-        return [Problem(base, f"must be a LeadComment, not {type(lead).__name__}")]
+        return [Problem("", f"must be a LeadComment, not {type(lead).__name__}")]
     problems: list[Problem] = []
-    _check_comment(lead.comment, f"{base}.addComment", problems)
-    _check_matching(lead.matching, f"{base}.matching", problems)
+    _check_comment(lead.comment, "addComment", problems)
+    _check_matching(lead.matching, "matching", problems)
     return problems
 
 

@@ -32,9 +32,7 @@ from calltouch_async._validation import (
     validate_lead,
 )
 
-POS = 7
-LEAD = f"comments[{POS}]"
-M0 = f"{LEAD}.matching[0]"
+M0 = "matching[0]"
 DATE = "01-10-2020 12:00:00"
 MD5 = "0123456789abcdef0123456789abcdef"
 
@@ -66,13 +64,13 @@ def lead_with(entry: object, comment: object = "Комментарий к лид
 
 
 def paths(lead: object) -> list[str]:
-    problems = validate_lead(lead, POS)
+    problems = validate_lead(lead)
     assert all(p.message for p in problems)
     return [p.path for p in problems]
 
 
 def assert_ok(lead: object) -> None:
-    assert validate_lead(lead, POS) == []
+    assert validate_lead(lead) == []
     encode_request([lead])  # type: ignore[list-item]
 
 
@@ -127,17 +125,16 @@ def test_tuples_are_accepted_where_lists_are_expected() -> None:
     ],
 )
 def test_a_non_lead_is_rejected(lead: object) -> None:
-    problems = validate_lead(lead, POS)
-    assert [p.path for p in problems] == [LEAD]
+    problems = validate_lead(lead)
+    assert [p.path for p in problems] == [""]
     assert "LeadComment" in problems[0].message
 
 
-def test_the_position_is_the_callers() -> None:
+def test_paths_are_relative_to_the_lead() -> None:
+    # The result's index says which lead; the path never names a position in a request.
     lead = lead_with(CallMatch(0))
-    assert [p.path for p in validate_lead(lead, 0)] == ["comments[0].matching[0].callParams.callId"]
-    assert [p.path for p in validate_lead(lead, 123456)] == [
-        "comments[123456].matching[0].callParams.callId"
-    ]
+    assert [p.path for p in validate_lead(lead)] == ["matching[0].callParams.callId"]
+    assert str(validate_lead(7)[0]) == "must be a LeadComment, not int"
 
 
 # --------------------------------------------------------------------------- addComment
@@ -167,8 +164,8 @@ def test_comment_is_required_by_the_constructor() -> None:
     ],
 )
 def test_bad_comment(comment: object) -> None:
-    problems = validate_lead(lead_with(CallMatch(1), comment), POS)
-    assert [p.path for p in problems] == [f"{LEAD}.addComment"]
+    problems = validate_lead(lead_with(CallMatch(1), comment))
+    assert [p.path for p in problems] == ["addComment"]
     assert problems[0].message
 
 
@@ -188,7 +185,7 @@ def test_good_comment(comment: str) -> None:
 
 
 def test_over_long_comment_message_gives_the_length() -> None:
-    [problem] = validate_lead(lead_with(CallMatch(1), "😀" * 1001), POS)
+    [problem] = validate_lead(lead_with(CallMatch(1), "😀" * 1001))
     assert "1000" in problem.message and "1001" in problem.message
 
 
@@ -208,21 +205,21 @@ def test_matching_up_to_20_entries(count: int) -> None:
 @pytest.mark.parametrize("count", [0, 21, 40])
 def test_matching_empty_or_over_20(count: int) -> None:
     lead = LeadComment([CallMatch(i + 1) for i in range(count)], "x")
-    assert paths(lead) == [f"{LEAD}.matching"]
+    assert paths(lead) == ["matching"]
 
 
 def test_matching_problems_of_21_entries_are_all_reported() -> None:
     entries: list[Any] = [CallMatch(i + 1) for i in range(21)]
     entries[20] = CallMatch(0)
     assert paths(LeadComment(entries, "x")) == [
-        f"{LEAD}.matching",
-        f"{LEAD}.matching[20].callParams.callId",
+        "matching",
+        "matching[20].callParams.callId",
     ]
 
 
 @pytest.mark.parametrize("matching", [None, CallMatch(1), {"0": CallMatch(1)}, "call", 3])
 def test_matching_must_be_a_list(matching: object) -> None:
-    assert paths(LeadComment(matching, "x")) == [f"{LEAD}.matching"]  # type: ignore[arg-type]
+    assert paths(LeadComment(matching, "x")) == ["matching"]  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -237,8 +234,8 @@ def test_matching_must_be_a_list(matching: object) -> None:
     ],
 )
 def test_a_non_match_entry_is_rejected(entry: object) -> None:
-    problems = validate_lead(LeadComment([CallMatch(1), entry], "x"), POS)  # type: ignore[list-item]
-    assert [p.path for p in problems] == [f"{LEAD}.matching[1]"]
+    problems = validate_lead(LeadComment([CallMatch(1), entry], "x"))  # type: ignore[list-item]
+    assert [p.path for p in problems] == ["matching[1]"]
     assert "CallMatch" in problems[0].message
 
 
@@ -261,7 +258,7 @@ def test_bad_ids(value: object) -> None:
 
 
 def test_bool_id_message_names_the_type() -> None:
-    [problem] = validate_lead(lead_with(CallMatch(True)), POS)
+    [problem] = validate_lead(lead_with(CallMatch(True)))
     assert "bool" in problem.message
 
 
@@ -471,33 +468,32 @@ def test_every_problem_of_a_lead_is_reported_in_order() -> None:
         "",
     )
     assert paths(lead) == [
-        f"{LEAD}.addComment",
-        f"{LEAD}.matching[0].callParams.callId",
-        f"{LEAD}.matching[0].callParams.tags[0]",
-        f"{LEAD}.matching[1]",
-        f"{LEAD}.matching[2].callContactParams.phones",
-        f"{LEAD}.matching[2].callContactParams.date",
-        f"{LEAD}.matching[2].callContactParams.searchDepth",
-        f"{LEAD}.matching[2].callContactParams.callTypeToMatch",
-        f"{LEAD}.matching[3].requestContactParams.md5Phones[0]",
+        "addComment",
+        "matching[0].callParams.callId",
+        "matching[0].callParams.tags[0]",
+        "matching[1]",
+        "matching[2].callContactParams.phones",
+        "matching[2].callContactParams.date",
+        "matching[2].callContactParams.searchDepth",
+        "matching[2].callContactParams.callTypeToMatch",
+        "matching[3].requestContactParams.md5Phones[0]",
     ]
 
 
 def test_describe_joins_problems() -> None:
     problems = [
-        Problem("comments[0].addComment", "must not be blank"),
-        Problem("comments[0].matching", "must have at least one entry"),
+        Problem("addComment", "must not be blank"),
+        Problem("matching", "must have at least one entry"),
     ]
-    assert str(problems[0]) == "comments[0].addComment: must not be blank"
+    assert str(problems[0]) == "addComment: must not be blank"
     assert describe(problems) == (
-        "comments[0].addComment: must not be blank; "
-        "comments[0].matching: must have at least one entry"
+        "addComment: must not be blank; matching: must have at least one entry"
     )
     assert describe([]) == ""
 
 
 def test_messages_are_short_even_for_huge_values() -> None:
-    problems = validate_lead(lead_with(call_contact(date="x" * 100_000), "y" * 100_000), POS)
+    problems = validate_lead(lead_with(call_contact(date="x" * 100_000), "y" * 100_000))
     assert len(problems) == 2
     assert all(len(p.message) < 200 for p in problems)
 
@@ -650,15 +646,14 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=list(Heal
 
 
 @FUZZ
-@given(fuzz_leads, st.integers(min_value=0, max_value=10**6))
-def test_validate_never_raises_and_valid_leads_encode(lead: object, position: int) -> None:
-    problems = validate_lead(lead, position)
+@given(fuzz_leads)
+def test_validate_never_raises_and_valid_leads_encode(lead: object) -> None:
+    problems = validate_lead(lead)
     assert isinstance(problems, list)
     for problem in problems:
         assert isinstance(problem, Problem)
-        assert problem.path == f"comments[{position}]" or problem.path.startswith(
-            (f"comments[{position}].", f"comments[{position}][")
-        )
+        # Relative to the lead: never a position in a request.
+        assert problem.path == "" or problem.path.startswith(("addComment", "matching"))
         assert isinstance(problem.message, str) and problem.message.strip()
         assert describe(problems)
     if not problems:

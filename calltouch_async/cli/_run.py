@@ -260,9 +260,8 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
-def _relative(problem: Problem) -> str:
-    # validate_lead is given position 0, so every path starts with that lead's own prefix.
-    return problem.path.removeprefix("comments[0]").lstrip(".") or "lead"
+def _where(problem: Problem) -> str:
+    return problem.path or "lead"  # paths are relative to the lead
 
 
 async def dry_run(source: LeadSource[Any], sink: ResultSink) -> DryRun:
@@ -273,13 +272,13 @@ async def dry_run(source: LeadSource[Any], sink: ResultSink) -> DryRun:
             source.malformed(ordinal, item, decoded)
             report.reasons["malformed line"] += 1
             continue
-        problems = validate_lead(decoded, 0)
+        problems = validate_lead(decoded)
         if not problems:
             report.valid += 1
             continue
         for problem in problems:
-            report.reasons[f"{_relative(problem)}: {problem.message}"] += 1
-        error = "; ".join(f"{_relative(p)}: {p.message}" for p in problems)
+            report.reasons[f"{_where(problem)}: {problem.message}"] += 1
+        error = "; ".join(f"{_where(p)}: {p.message}" for p in problems)
         record = ResultRecord(ordinal, source.line, CommentStatus.INVALID.value, error=error)
         sink.write(record, source.raw(item))
     report.carried = source.carried
