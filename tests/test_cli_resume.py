@@ -92,12 +92,15 @@ async def test_interrupted_at_several_points_then_resumed_applies_every_lead_onc
             tmp_path / "leads.jsonl", [call_line(k % 50 + 1, t) for k, t in enumerate(texts)]
         )
         out = tmp_path / "results.jsonl"
-        points = [
-            lambda: len(emu.ledger.requests) >= 1,  # the first request is out
-            lambda: lines_written(out) >= 350,  # a few answered
-            lambda: len(emu.ledger.requests) >= 9,  # most of the file sent
+        # Each point counts from where the previous run left off; anything this run sends or
+        # writes means its signal handlers are in place.
+        points: list[Callable[[int, int], Callable[[], bool]]] = [
+            lambda reqs, _: lambda: len(emu.ledger.requests) >= reqs + 1,  # first request out
+            lambda _, lines: lambda: lines_written(out) >= lines + 100,  # first answers in
+            lambda reqs, _: lambda: len(emu.ledger.requests) >= reqs + 5,  # a burst out
         ]
-        for ready in points:
+        for point in points:
+            ready = point(len(emu.ledger.requests), lines_written(out))
             run = await interrupted_run(emu, leads, out, signum, ready, "--grace", grace)
             assert run.code in (_EXIT_FOR[signum], EXIT_OK, EXIT_UNKNOWN), run.stderr
             check_honest(emu, out, texts)
