@@ -1,15 +1,20 @@
 """What a run shows on stderr while it works: a progress bar on a terminal, a plain line every
-few seconds otherwise, and the client's warnings above either."""
+few seconds otherwise, and the client's warnings above either.
+
+The bar is tqdm's when the ``progress`` extra is installed (``pip install
+'calltouch-async[progress]'``), imported only when a bar is drawn; otherwise a built-in one.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 from .._models import CommentStatus
 
@@ -47,6 +52,7 @@ class Progress:
         self._started = time.monotonic()
         self._drawn_at = self._started
         self._shown = False
+        self._tqdm: Any = None  # a tqdm bar; False: tqdm is not installed
 
     def update(self, counts: Counter[str], *, force: bool = False) -> None:
         if self.mode == "off":
@@ -55,6 +61,8 @@ class Progress:
         if not force and now - self._drawn_at < self._interval:
             return
         self._drawn_at = now
+        if self.mode == "bar" and self._draw_tqdm(counts, now):
+            return
         if self.mode == "bar":
             width = max(20, shutil.get_terminal_size().columns - 1)
             self._stream.write(f"\r{self._fit(counts, now, width)}\x1b[K")
@@ -63,16 +71,42 @@ class Progress:
             self._stream.write(f"progress: {self._text(counts, now, bar=False)}\n")
         self._stream.flush()
 
+    def _draw_tqdm(self, counts: Counter[str], now: float) -> bool:
+        """Draw with tqdm if it is installed: its bar, percent and ETA over the input's
+        bytes; our leads, rate and counts after it. False when it is not installed."""
+        if self._tqdm is None:
+            try:
+                tqdm = importlib.import_module("tqdm").tqdm  # untyped: kept to this spot
+            except ImportError:
+                self._tqdm = False
+                return False
+            self._tqdm = tqdm(
+                total=self._total, file=self._stream, unit="B", unit_scale=True,
+                dynamic_ncols=True, mininterval=0, leave=False,
+                bar_format="{percentage:3.0f}%|{bar}| ETA {remaining}  {postfix}"
+                if self._total else "{postfix}",
+            )
+        if self._tqdm is False:
+            return False
+        self._tqdm.n = self.bytes_read()
+        self._tqdm.set_postfix_str(self._text(counts, now, bar=False, percent=False), refresh=False)
+        self._tqdm.refresh()
+        self._shown = True
+        return True
+
     def _fraction(self) -> float | None:
         return min(self.bytes_read() / self._total, 1.0) if self._total else None
 
-    def _text(self, counts: Counter[str], now: float, *, bar: bool, eta: bool = True) -> str:
+    def _text(
+        self, counts: Counter[str], now: float, *, bar: bool, eta: bool = True,
+        percent: bool = True,
+    ) -> str:
         done = sum(counts.values())
         elapsed = now - self._started
         rate = done / elapsed if elapsed > 0 else 0.0
         tally = " ".join(f"{s.value} {counts[s]:,}" for s in CommentStatus if counts[s])
         head = f"{done:,} leads  {rate:,.0f}/s"
-        fraction = self._fraction()
+        fraction = self._fraction() if percent else None
         if fraction is not None:
             head = f"{fraction:4.0%}  {head}"
             if bar:
@@ -90,7 +124,15 @@ class Progress:
                 return text
         return text[:width]
 
+    @property
+    def _drawing_tqdm(self) -> bool:
+        # Not truthiness: a tqdm bar's own bool() depends on its total.
+        return self._tqdm is not None and self._tqdm is not False
+
     def clear(self) -> None:
+        if self._drawing_tqdm:
+            self._tqdm.clear()
+            return
         if self._shown:
             self._stream.write("\r\x1b[K")
             self._stream.flush()
@@ -99,6 +141,15 @@ class Progress:
     def say(self, message: str) -> None:
         self.clear()
         print(message, file=self._stream, flush=True)
+        if self._drawing_tqdm:
+            self._tqdm.refresh()
+
+    def close(self) -> None:
+        """Take the bar off the terminal at the end of a run."""
+        if self._drawing_tqdm:
+            self._tqdm.close()
+            self._tqdm = False
+        self.clear()
 
 
 class _ProgressLogHandler(logging.Handler):

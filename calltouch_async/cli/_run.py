@@ -195,7 +195,7 @@ async def comment_file(
     if outcome.stopped and not source.finished:
         outcome.next_line = source.lines_read + 1
     outcome.malformed, outcome.carried = sink.malformed, source.carried
-    progress.clear()
+    progress.close()
     return outcome
 
 
