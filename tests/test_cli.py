@@ -186,6 +186,13 @@ def test_usage_errors_exit_2(
     # No such flag, and argparse's error must not echo the value.
     assert main(["comment", str(leads), "--token", TOKEN]) == EXIT_USAGE
     assert main(["comment", str(leads), f"--access-token={TOKEN}"]) == EXIT_USAGE
+    # --resume appends to a results file; utf-16 would not split into lines on b"\n".
+    assert main(["comment", str(leads), "--site-id", "1", "--resume"]) == EXIT_USAGE
+    assert main(["comment", str(leads), "--site-id", "1", "--resend-unknown",
+                 "--out", str(tmp_path / "r.jsonl")]) == EXIT_USAGE
+    assert main(["comment", str(leads), "--site-id", "1", "--encoding", "utf-16"]) == EXIT_USAGE
+    assert main(["comment", str(leads), "--site-id", "1", "--encoding", "nonsense"]) == EXIT_USAGE
+    assert not (tmp_path / "r.jsonl").exists()
     assert main(["--help"]) == EXIT_OK
     printed = capsys.readouterr()
     assert "exit codes" in printed.out and "130" in printed.out
