@@ -39,7 +39,7 @@ from ._retry import RetryPolicy
 from ._stream import Stream, iterate
 from ._transport import SendTimeTrace, Transport
 
-__all__ = ["UNSET", "CalltouchClient"]
+__all__ = ["CalltouchClient"]
 
 
 class _State(enum.Enum):
