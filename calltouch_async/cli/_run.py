@@ -130,14 +130,20 @@ class _Signals:
         self._source = source
         self._loop = asyncio.get_running_loop()
         self._closing: asyncio.Future[None] | None = None
+        self._installed = True
         self.received: str | None = None
 
     def __enter__(self) -> _Signals:
-        for signum in _SIGNALS:
-            self._loop.add_signal_handler(signum, self._on_signal, signum)
+        try:
+            for signum in _SIGNALS:
+                self._loop.add_signal_handler(signum, self._on_signal, signum)
+        except NotImplementedError:  # Windows: Ctrl-C stays a KeyboardInterrupt
+            self._installed = False
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if not self._installed:
+            return
         for signum in _SIGNALS:
             self._loop.remove_signal_handler(signum)
             if self.received is not None:
