@@ -399,3 +399,13 @@ async def test_reader_survives_many_lines_longer_than_a_read(tmp_path: Path) -> 
         async with asyncio.timeout(5):
             got = [line async for batch in reader.batches() for line in batch]
     assert [line[:1] if line else line for line in got] == [bytes([65 + n]) for n in range(20)]
+
+
+async def test_the_emulator_banner_shows_the_default_token_but_never_a_given_one() -> None:
+    from calltouch_async.testing.__main__ import banner
+
+    async with CalltouchEmulator() as emu:
+        assert "Access-Token: test-token" in banner(emu, "12345", "test-token")
+        text = banner(emu, "777", "my-private-value")
+    assert "my-private-value" not in text
+    assert "SiteId: 777" in text and "<the --token value>" in text

@@ -34,7 +34,8 @@ def example_curl(base_url: str, site_id: str, token: str) -> str:
 _EPILOG = f"""\
 credentials: the emulator accepts only the SiteId and Access-Token headers given by
 --site-id ({_DEFAULT_SITE_ID}) and --token ({_DEFAULT_TOKEN}); any other pair gets 401.
-These are the emulator's own test values, never a Calltouch key. For example:
+These are the emulator's own test values, never a Calltouch key; the banner shows them
+(a token given with --token is not printed). For example:
 
   {example_curl("http://127.0.0.1:8080", _DEFAULT_SITE_ID, _DEFAULT_TOKEN)}
 """
@@ -90,7 +91,13 @@ def emulator_from_args(args: argparse.Namespace) -> CalltouchEmulator:
 
 
 def banner(emulator: CalltouchEmulator, site_id: str, token: str) -> str:
-    """What the emulator prints once it listens: where, the credentials it takes, a curl."""
+    """What the emulator prints once it listens: where, the credentials it takes, a curl.
+
+    The default token is shown; one given with ``--token`` is not (it may be a value its
+    owner keeps out of logs), and the curl names where to put it instead.
+    """
+    if token != _DEFAULT_TOKEN:
+        token = "<the --token value>"
     return "\n".join([
         f"Calltouch emulator listening on {emulator.base_url}",
         f"  POST {emulator.base_url}{COMMENT_PATH}",
