@@ -22,8 +22,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/calltouch-async demo
 
+# Fresh figures go next to the tracked reference (benchmarks/results.md), never over it:
+# compare the two, and copy over deliberately when the reference should change.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py --out benchmarks/results.latest.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

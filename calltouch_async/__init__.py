@@ -29,6 +29,7 @@ from ._models import (
 )
 from ._retry import RetryPolicy
 from ._transport import SendTimeTrace
+from ._version import __version__
 
 __all__ = [
     "UNSET",
@@ -57,5 +58,6 @@ __all__ = [
     "SpacedLimiter",
     "TagsLogic",
     "WrongEventLoopError",
+    "__version__",
     "normalize_phone",
 ]

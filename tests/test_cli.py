@@ -1,81 +1,43 @@
 """The ``calltouch-async`` command line, run as a subprocess against the emulator.
 
-The emulator serves on the test's event loop, so the CLI runs through
-``asyncio.create_subprocess_exec`` (a blocking ``subprocess.run`` would stall the emulator).
 What the emulator's ledger recorded is the oracle; the results file is checked against it.
+Helpers are in ``cli_support``; resuming, interrupts, the dry run and ``--failed-out`` are in
+``test_cli_resume``; input formats and encodings in ``test_cli_input``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from calltouch_async import _csv_input, _reading, cli
 from calltouch_async.cli import (
     EXIT_AUTH,
     EXIT_INPUT,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_UNKNOWN,
     EXIT_USAGE,
+    _csv,
+    _input,
+    _lines,
     main,
 )
 from calltouch_async.testing import CalltouchEmulator, Fault
-
-# Distinctive, so finding it in any output is unambiguous.
-TOKEN = "tok-3c9e1f-do-not-print"
-SITE_ID = 4242
-DEADLINE = 30.0
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
-async def run_cli(
-    *args: str, token: str | None = TOKEN, stdin: bytes | None = None, site_id: str | None = None
-) -> Run:
-    proc = await start_cli(*args, token=token, stdin=stdin is not None, site_id=site_id)
-    out, err = await asyncio.wait_for(proc.communicate(stdin), DEADLINE)
-    return finished(proc, out, err)
-
-
-async def start_cli(
-    *args: str, token: str | None = TOKEN, stdin: bool = False, site_id: str | None = None
-) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLTOUCH_")}
-    if token is not None:
-        env["CALLTOUCH_ACCESS_TOKEN"] = token
-    if site_id is not None:
-        env["CALLTOUCH_SITE_ID"] = site_id
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "calltouch_async", *args,
-        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-
-
-def finished(proc: asyncio.subprocess.Process, out: bytes, err: bytes) -> Run:
-    assert proc.returncode is not None
-    run = Run(proc.returncode, out.decode(), err.decode())
-    # The token is never printed, whatever happened.
-    assert TOKEN not in run.stdout and TOKEN not in run.stderr
-    return run
+from cli_support import (
+    DEADLINE,
+    SITE_ID,
+    TOKEN,
+    call_line,
+    comment_args,
+    records,
+    run_cli,
+    start_cli,
+    write_lines,
+)
 
 
 @pytest.fixture
@@ -84,32 +46,6 @@ async def emu() -> AsyncIterator[CalltouchEmulator]:
     async with CalltouchEmulator(site_id=SITE_ID, access_token=TOKEN, rate_limit=None) as emu:
         emu.generate(calls=50, requests=20, seed=1)
         yield emu
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(DEADLINE):
-        for _ in itertools.count():
-            if condition():
-                return
-            await asyncio.sleep(0.02)
-
-
-def call_line(call_id: int, text: str) -> str:
-    lead = {"matching": [{"type": "call", "callParams": {"callId": call_id}}], "addComment": text}
-    return json.dumps(lead)
-
-
-def write_lines(path: Path, lines: list[str]) -> Path:
-    path.write_text("".join(line + "\n" for line in lines))
-    return path
-
-
-def records(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def comment_args(emu: CalltouchEmulator, file: str, *more: str) -> list[str]:
-    return ["comment", file, "--site-id", str(SITE_ID), "--base-url", emu.base_url, *more]
 
 
 # --------------------------------------------------------------------------- comment
@@ -137,7 +73,7 @@ async def test_happy_path_writes_one_record_per_lead_and_comments_each_once(
     assert got[250]["status"] == "not_commented" and got[250]["error"] == "Lead not found"
     counts = emu.ledger.text_counts()
     assert all(counts[text] == 1 for text in texts) and sum(counts.values()) == 250
-    assert "251 leads" in run.stderr and "commented" in run.stderr
+    assert "251 results" in run.stderr and "commented" in run.stderr
 
 
 async def test_malformed_lines_are_reported_by_line_number_and_the_rest_proceeds(
@@ -194,7 +130,7 @@ async def test_invalid_and_rejected_leads_exit_with_the_input_code(
     assert all(r.lead_count <= 2 for r in emu.ledger.requests)
 
 
-async def test_wrong_token_exits_with_the_auth_code(
+async def test_wrong_token_exits_with_the_auth_code_and_leaves_leads_failed_not_unknown(
     emu: CalltouchEmulator, tmp_path: Path
 ) -> None:
     leads = write_lines(tmp_path / "leads.jsonl", [call_line(1, "never applied")])
@@ -205,7 +141,9 @@ async def test_wrong_token_exits_with_the_auth_code(
     assert run.code == EXIT_AUTH
     assert "credentials" in run.stderr and str(SITE_ID) in run.stderr
     assert wrong not in run.stdout + run.stderr
-    assert [r["status"] for r in records(run.stdout)] == ["unknown"]
+    # A 401 proves the request ran nothing: failed (sent again by --resume), never unknown.
+    got = records(run.stdout)
+    assert [r["status"] for r in got] == ["failed"] and "credentials" in got[0]["error"]
     assert emu.ledger.applied_total == 0
 
 
@@ -234,37 +172,6 @@ async def test_site_id_from_the_environment_and_unknown_outcomes_exit_6(
     assert [r["status"] for r in records(run.stdout)] == ["unknown"]
 
 
-async def test_ctrl_c_stops_cleanly_and_accounts_for_every_lead(tmp_path: Path) -> None:
-    # Slow answers keep requests in flight; stdin stays open, so the reader is blocked on it.
-    async with CalltouchEmulator(
-        site_id=SITE_ID, access_token=TOKEN, rate_limit=None, latency=1.0
-    ) as emu:
-        emu.generate(calls=50, seed=1)
-        out = tmp_path / "results.jsonl"
-        proc = await start_cli(
-            *comment_args(emu, "-", "--out", str(out), "--no-progress"), stdin=True
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(
-            "".join(call_line(n % 50 + 1, f"stop {n}") + "\n" for n in range(2000)).encode()
-        )
-        await proc.stdin.drain()
-        await until(lambda: bool(emu.ledger.requests))  # the first requests are on their way
-        proc.send_signal(signal.SIGINT)
-        out_bytes, err = await asyncio.wait_for(proc.communicate(), DEADLINE)
-        run = finished(proc, out_bytes, err)
-
-    assert run.code == EXIT_INTERRUPTED, run.stderr
-    assert "interrupted:" in run.stderr and "input not read from line" in run.stderr
-    got = records(out.read_text())
-    assert len({r["line"] for r in got}) == len(got) > 0
-    unknown = {r["line"] for r in got if r["status"] == "unknown"}
-    assert unknown and all(r["status"] in ("commented", "unknown") for r in got)
-    # Whatever Calltouch applied is in the results, as commented or as unknown.
-    written = {f"stop {r['line'] - 1}" for r in got}
-    assert set(emu.ledger.text_counts()) <= written
-
-
 def test_usage_errors_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -279,6 +186,13 @@ def test_usage_errors_exit_2(
     # No such flag, and argparse's error must not echo the value.
     assert main(["comment", str(leads), "--token", TOKEN]) == EXIT_USAGE
     assert main(["comment", str(leads), f"--access-token={TOKEN}"]) == EXIT_USAGE
+    # --resume appends to a results file; utf-16 would not split into lines on b"\n".
+    assert main(["comment", str(leads), "--site-id", "1", "--resume"]) == EXIT_USAGE
+    assert main(["comment", str(leads), "--site-id", "1", "--resend-unknown",
+                 "--out", str(tmp_path / "r.jsonl")]) == EXIT_USAGE
+    assert main(["comment", str(leads), "--site-id", "1", "--encoding", "utf-16"]) == EXIT_USAGE
+    assert main(["comment", str(leads), "--site-id", "1", "--encoding", "nonsense"]) == EXIT_USAGE
+    assert not (tmp_path / "r.jsonl").exists()
     assert main(["--help"]) == EXIT_OK
     printed = capsys.readouterr()
     assert "exit codes" in printed.out and "130" in printed.out
@@ -373,16 +287,17 @@ def test_csv_records_track_lines_across_chunks_and_flag_unreadable_ones() -> Non
         b'"two\nlines",1\n'
         b"\n"
         b"\xff\xfe,2\n"  # not UTF-8
-        + b"x" * (_reading.MAX_LINE + 1) + b",3\n"
+        + b"x" * (_lines.MAX_LINE + 1) + b",3\n"
         b'"unbalanced"x",4\r\n'
         b"last,5"
     )
     chunks = iter([*(data[i : i + 999] for i in range(0, len(data), 999)), b""])
-    got = [rec for batch in _csv_input.csv_records(lambda _: next(chunks), ",") for rec in batch]
+    got = [rec for batch in _csv.csv_records(lambda _: next(chunks), ",") for rec in batch]
     assert [(r.line, r.last_line) for r in got] == [(1, 1), (2, 3), (5, 5), (6, 6), (7, 7),
                                                     (8, 8)]
     assert got[0].cells == ["comment", "call_id"] and got[1].cells == ["two\nlines", "1"]
-    assert got[2].problem == "line 5 is not UTF-8 text"
+    assert got[2].problem == "line 5 is not utf-8-sig text (see --encoding)"
+    assert got[1].raw == b'"two\nlines",1\n'  # as read, for --failed-out
     assert got[3].problem is not None and "longer than" in got[3].problem
     assert got[5].cells == ["last", "5"] and got[5].problem is None
 
@@ -390,11 +305,13 @@ def test_csv_records_track_lines_across_chunks_and_flag_unreadable_ones() -> Non
 def test_csv_dates_and_the_delimiter_option(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for text in ("01-10-2020 12:00:00", "2020-10-01T12:00:00", "2020-10-01 12:00"):
-        assert _csv_input._calltouch_date(text) == "01-10-2020 12:00:00"
-    for bad in ("1-10-2020 12:00:00", "2020-02-30 12:00", "2020-10-01", "2020-10-01T12:00Z"):
+    for text in ("01-10-2020 12:00:00", "2020-10-01T12:00:00", "2020-10-01 12:00",
+                 "01.10.2020 12:00:00", "01.10.2020 12:00", "01-10-2020 12:00"):
+        assert _csv._calltouch_date(text) == "01-10-2020 12:00:00"
+    for bad in ("1-10-2020 12:00:00", "2020-02-30 12:00", "2020-10-01", "2020-10-01T12:00Z",
+                "01.10-2020 12:00", "31.02.2020 12:00"):
         with pytest.raises(ValueError):
-            _csv_input._calltouch_date(bad)
+            _csv._calltouch_date(bad)
     monkeypatch.setenv("CALLTOUCH_ACCESS_TOKEN", TOKEN)
     leads = write_lines(tmp_path / "leads.jsonl", [call_line(1, "x")])
     # A delimiter for JSON lines, or one that is not a single character: usage errors.
@@ -421,39 +338,55 @@ async def test_demo_end_to_end() -> None:
     assert "line " in run.stderr and "malformed lead" in run.stderr
 
 
-async def test_emulator_command_serves_the_comment_command(tmp_path: Path) -> None:
-    server = await start_cli(
-        "emulator", "--port", "0", "--calls", "5", "--token", TOKEN, "--site-id", str(SITE_ID),
-        token=None,
-    )
+async def test_emulator_command_shows_its_credentials_and_serves_the_comment_command(
+    tmp_path: Path,
+) -> None:
+    # Its defaults: the banner must say which credentials it accepts, with a curl to try.
+    server = await start_cli("emulator", "--port", "0", "--calls", "5", token=None)
     try:
         assert server.stdout is not None
-        banner = (await asyncio.wait_for(server.stdout.readline(), DEADLINE)).decode()
-        base_url = banner.split()[-1]
+        banner = [
+            (await asyncio.wait_for(server.stdout.readline(), DEADLINE)).decode()
+            for _ in range(6)
+        ]
+        base_url = banner[0].split()[-1]
         assert base_url.startswith("http://127.0.0.1:")
+        assert "SiteId: 12345" in banner[2] and "Access-Token: test-token" in banner[2]
+        curl = banner[-1]
+        assert curl.strip().startswith(f"curl -s -X POST {base_url}/")
+        assert "-H 'Access-Token: test-token'" in curl and "-H 'SiteId: 12345'" in curl
         leads = write_lines(tmp_path / "leads.jsonl", [call_line(5, "via the standalone")])
         run = await run_cli(
-            "comment", str(leads), "--site-id", str(SITE_ID), "--base-url", base_url,
-            "--no-progress",
+            "comment", str(leads), "--site-id", "12345", "--base-url", base_url,
+            "--no-progress", token="test-token",
         )
         assert run.code == EXIT_OK, run.stderr
         assert records(run.stdout)[0]["call_id"] == 5
     finally:
         server.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(server.communicate(), DEADLINE)
+        out, err = await asyncio.wait_for(server.communicate(), DEADLINE)
     assert server.returncode == EXIT_OK, err.decode()
-    assert "stopped" in err.decode()
+    assert "stopped" in out.decode()
+
+
+def test_emulator_help_names_the_credentials_it_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["emulator", "--help"]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert text.startswith("usage: calltouch-async emulator")
+    assert "--site-id (12345) and --token (test-token)" in text and "curl -s -X POST" in text
 
 
 # --------------------------------------------------------------------------- reading input
 
 
 def test_line_batches_split_lines_across_chunks_and_drop_over_long_ones() -> None:
-    big = b"x" * (_reading.MAX_LINE + 1)
+    big = b"x" * (_lines.MAX_LINE + 1)
     data = b"a\r\n" + b"b" * 100_000 + b"\n" + big + b"\n" + b"c\n\nlast-without-newline"
     chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
     reads = iter([*chunks, b""])
-    lines = [line for batch in _reading.line_batches(lambda _: next(reads)) for line in batch]
+    lines = [line for batch in _lines.line_batches(lambda _: next(reads)) for line in batch]
     assert lines == [b"a\r", b"b" * 100_000, None, b"c", b"", b"last-without-newline"]
 
 
@@ -462,7 +395,17 @@ async def test_reader_survives_many_lines_longer_than_a_read(tmp_path: Path) -> 
     path = tmp_path / "long.jsonl"
     path.write_bytes(b"".join(bytes([65 + n]) * 100_000 + b"\n" for n in range(20)))
     with path.open("rb") as handle:
-        reader = cli.LineReader(handle.fileno())
+        reader = _input.BatchReader(handle.fileno(), _lines.lines_without_bom)
         async with asyncio.timeout(5):
             got = [line async for batch in reader.batches() for line in batch]
     assert [line[:1] if line else line for line in got] == [bytes([65 + n]) for n in range(20)]
+
+
+async def test_the_emulator_banner_shows_the_default_token_but_never_a_given_one() -> None:
+    from calltouch_async.testing.__main__ import banner
+
+    async with CalltouchEmulator() as emu:
+        assert "Access-Token: test-token" in banner(emu, "12345", "test-token")
+        text = banner(emu, "777", "my-private-value")
+    assert "my-private-value" not in text
+    assert "SiteId: 777" in text and "<the --token value>" in text

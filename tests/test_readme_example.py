@@ -1,16 +1,31 @@
-"""The README's "Testing your code with the emulator" example, as written there."""
+"""The README's "Testing your code with the emulator" example, copied from the README into a
+new project (no pytest configuration: pytest-asyncio in its default strict mode) and run by a
+separate pytest, as a user would."""
 
-from datetime import datetime
+from __future__ import annotations
 
-from calltouch_async import CallMatch, CalltouchClient, LeadComment
-from calltouch_async.testing import CalltouchEmulator, Fault
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-async def test_my_service_comments_once(calltouch_emulator: CalltouchEmulator) -> None:
-    calltouch_emulator.add_call(42, phones=["79001234567"], time=datetime(2024, 5, 1, 10))
-    calltouch_emulator.inject(Fault.SERVER_ERROR, on_requests=[2])
-    async with CalltouchClient(12345, "test-token", base_url=calltouch_emulator.base_url) as c:
-        [result] = await c.comment([LeadComment([CallMatch(42)], "hello")])
-    assert result.commented
-    assert calltouch_emulator.ledger.comments_for("call", 42) == ["hello"]
-    assert calltouch_emulator.ledger.max_in_window(1.0) <= 5
+def readme_example() -> str:
+    text = README.read_text()
+    section = text[text.index("## Testing your code with the emulator"):]
+    found = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert found, "no python example in the README's emulator section"
+    return found.group(1)
+
+
+def test_the_readme_fixture_example_runs_as_written_in_a_new_project(tmp_path: Path) -> None:
+    (tmp_path / "test_example.py").write_text(readme_example())
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # nothing set: strict mode
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout

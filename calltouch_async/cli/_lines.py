@@ -3,15 +3,17 @@ what an input item decodes to.
 
 ``line_batches`` yields the lines of each chunk read, a line longer than ``MAX_LINE`` as
 ``None``; ``lines_without_bom`` also strips a leading UTF-8 byte-order mark. Both run in the
-reader thread (``cli.BatchReader``).
+reader thread (``_input.BatchReader``). Splitting bytes on ``\n`` is right for every
+encoding ``--encoding`` accepts (``ascii_compatible`` checks that).
 """
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Iterator
 from typing import Final, TypeAlias
 
-from ._models import LeadComment
+from .._models import LeadComment
 
 _CHUNK: Final = 64 * 1024
 # Far above any valid lead (1000-character comment, 20 matching entries): a longer line is
@@ -27,6 +29,18 @@ Read: TypeAlias = Callable[[int], bytes]
 #: What one input item decodes to: a lead, why it is not one, or nothing (a blank line, the
 #: CSV header).
 Decoded: TypeAlias = LeadComment | str | None
+
+
+def ascii_compatible(encoding: str) -> bool:
+    """True when ``encoding`` exists and writes ASCII (so ``\n``, quotes, JSON punctuation) as
+    the same single bytes: UTF-8, cp1251, koi8-r, latin-1, but not UTF-16."""
+    try:
+        sample = '\n,;\t"{}[]:az09 '
+        # utf-8-sig writes a byte-order mark first; the characters after it are what count.
+        encoded = sample.encode(encoding).removeprefix(codecs.BOM_UTF8)
+        return encoded == sample.encode("ascii")
+    except (LookupError, UnicodeError):
+        return False
 
 
 def line_batches(read: Read) -> Iterator[list[Line]]:
