@@ -5,6 +5,7 @@ from ._errors import (
     AuthError,
     CalltouchError,
     ClientClosedError,
+    DailyBudgetExhaustedError,
     MalformedResponseError,
     RateLimiterUnavailableError,
 )
@@ -25,10 +26,12 @@ from ._models import (
     normalize_phone,
 )
 from ._retry import RetryPolicy
+from ._telemetry import AnswerCounts, LimiterWaits, Stats
 from ._transport import SendTimeTrace
 
 __all__ = [
     "UNSET",
+    "AnswerCounts",
     "AuthError",
     "CallContactMatch",
     "CallInfo",
@@ -39,7 +42,9 @@ __all__ = [
     "ClientClosedError",
     "CommentResult",
     "CommentStatus",
+    "DailyBudgetExhaustedError",
     "LeadComment",
+    "LimiterWaits",
     "MalformedResponseError",
     "Permit",
     "RateLimiter",
@@ -52,6 +57,7 @@ __all__ = [
     "SendTimeTrace",
     "SlidingWindowLimiter",
     "SpacedLimiter",
+    "Stats",
     "TagsLogic",
     "normalize_phone",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
+from datetime import tzinfo
 from types import TracebackType
 from typing import Final, Self
 
@@ -13,6 +14,8 @@ from yarl import URL
 
 from ._coalescer import Coalescer
 from ._constants import (
+    COMMENT_PATH,
+    DAY_TIMEZONE,
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_FLUSH_TIMEOUT,
@@ -25,9 +28,10 @@ from ._constants import (
 )
 from ._dispatch import Dispatcher, Item, invalid_result
 from ._limiter import RateLimiter, shared_limiter
-from ._models import CommentResult, LeadComment
+from ._models import CommentResult, CommentStatus, LeadComment
 from ._retry import RetryPolicy
 from ._stream import Stream, client_closed, closed_error, stream_results
+from ._telemetry import Stats, new_telemetry
 from ._transport import SendTimeTrace, Transport
 from ._validation import describe, validate_lead
 
@@ -77,6 +81,7 @@ class CalltouchClient:
         "_state",
         "_streams",
         "_teardown",
+        "_telemetry",
         "_token",
         "base_url",
         "flush_timeout",
@@ -103,6 +108,10 @@ class CalltouchClient:
         linger: float = DEFAULT_LINGER,
         max_pending: int = DEFAULT_MAX_PENDING,
         flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+        daily_request_budget: int | None = None,
+        day_timezone: tzinfo = DAY_TIMEZONE,
+        tracer_provider: object | None = None,
+        meter_provider: object | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -128,6 +137,12 @@ class CalltouchClient:
         self._runs: set[asyncio.Future[list[CommentResult]]] = set()
         self._teardown: asyncio.Future[None] | None = None
         self._state = _State.UNOPENED
+        # telemetry: stats(), the daily budget, OpenTelemetry (imported here if installed)
+        self._telemetry = new_telemetry(
+            site_id, self.base_url + COMMENT_PATH, daily_request_budget=daily_request_budget,
+            day_timezone=day_timezone, tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
 
     def __repr__(self) -> str:
         # Never the token.
@@ -158,9 +173,11 @@ class CalltouchClient:
             if session is None:
                 session = self._session = self._new_session()
             transport = Transport(session, self.base_url, self.site_id, self._token)
+            limiter = self._resolve_limiter()
+            self._telemetry.share_budget(limiter)  # telemetry: a Redis limiter holds the budget
             self._dispatcher = Dispatcher(
-                transport, self._resolve_limiter(), self.retry, self.timeout, self.site_id,
-                self.max_in_flight,
+                transport, limiter, self.retry, self.timeout, self.site_id,
+                self.max_in_flight, self._telemetry,
             )
             self._state = _State.OPEN
         return self._dispatcher
@@ -210,6 +227,12 @@ class CalltouchClient:
     def closed(self) -> bool:
         return self._state is _State.CLOSED
 
+    def stats(self) -> Stats:
+        """An immutable snapshot of this client's counters: requests, answers by kind,
+        retries, leads by final status, requests in flight, limiter waits, requests today
+        and the daily budget. Cheap enough to call on every metrics scrape."""
+        return self._telemetry.stats()
+
     # ------------------------------------------------------------------ public methods
 
     async def comment(self, leads: Sequence[LeadComment]) -> list[CommentResult]:
@@ -226,6 +249,7 @@ class CalltouchClient:
             problems = validate_lead(lead, index)
             if problems:
                 results[index] = invalid_result(index, lead, describe(problems))
+                self._telemetry.count_status(CommentStatus.INVALID)  # telemetry
             else:
                 valid.append((index, lead))
         if valid:

@@ -172,7 +172,9 @@ class Coalescer:
                     raise  # aclose() itself was cancelled, not just the consumer
         for waiter in [*source.waiters.values(), *source.unread()]:
             if not waiter.future.done():
-                waiter.future.set_result(_abandoned(waiter))
+                result = _abandoned(waiter)
+                self._dispatcher.telemetry.count_status(result.status)  # telemetry
+                waiter.future.set_result(result)
         source.waiters.clear()
 
 

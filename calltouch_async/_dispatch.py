@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import logging
 import math
 import re
 from collections.abc import Callable
@@ -20,11 +19,10 @@ from ._errors import AuthError, CalltouchError
 from ._limiter import RateLimiter
 from ._models import CommentResult, CommentStatus, LeadComment, Violation, encode_request
 from ._retry import RetryPolicy
+from ._telemetry import Telemetry
 from ._transport import Attempt, Exchange, Reply, Transport
 
 __all__ = ["Dispatcher", "Item", "OnSent", "invalid_result"]
-
-log = logging.getLogger("calltouch_async")
 
 #: A lead with its position in the caller's input.
 Item: TypeAlias = tuple[int, LeadComment]
@@ -49,7 +47,9 @@ class Dispatcher:
     requests for a chunk of ``n`` (about 14 for one bad lead among 100).
     """
 
-    __slots__ = ("_limiter", "_retry", "_sending", "_site_id", "_timeout", "_transport")
+    __slots__ = (
+        "_limiter", "_retry", "_sending", "_site_id", "_timeout", "_transport", "telemetry",
+    )
 
     def __init__(
         self,
@@ -59,7 +59,10 @@ class Dispatcher:
         timeout: float,
         site_id: int | str,
         max_in_flight: int,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        #: Counts, the daily budget, spans, log extras (see _telemetry's call-site list).
+        self.telemetry = telemetry or Telemetry(site_id)
         self._sending = asyncio.Semaphore(max_in_flight)
         self._transport = transport
         self._limiter = limiter
@@ -94,6 +97,7 @@ class Dispatcher:
             else:
                 reason = f"validation error not isolated: {_messages(exchange.violations)}"
                 results.extend(_with_status(part, CommentStatus.FAILED, reason))
+        self.telemetry.count(results)  # telemetry: every lead's final status
         return results
 
     async def _exchange(self, part: list[Item], on_sent: OnSent | None) -> Exchange:
@@ -106,7 +110,7 @@ class Dispatcher:
             async with asyncio.timeout(None) as deadline:
                 for number in itertools.count(1):
                     attempt = Attempt(None, notify)
-                    exchange = await self._attempt(body, attempt, deadline)
+                    exchange = await self._attempt(body, attempt, deadline, len(part), number)
                     attempt = Attempt(None)  # answered: nothing is in flight until the next
                     maybe_applied |= exchange.reply is Reply.UNKNOWN
                     if not self._should_retry(exchange, number):
@@ -122,7 +126,7 @@ class Dispatcher:
         return exchange
 
     async def _attempt(
-        self, body: bytes, attempt: Attempt, deadline: asyncio.Timeout
+        self, body: bytes, attempt: Attempt, deadline: asyncio.Timeout, leads: int, number: int
     ) -> Exchange:
         """One permit and one POST, within the client-wide bound on requests in flight.
 
@@ -133,12 +137,17 @@ class Dispatcher:
         async with self._sending:
             if deadline.when() is None:
                 deadline.reschedule(asyncio.get_running_loop().time() + self._timeout)
-            try:
-                if self._limiter is not None:
-                    attempt.permit = await self._limiter.acquire()
-            except CalltouchError as exc:  # a shared limiter's backend is down: not sent
-                return Exchange(Reply.FAILED, detail=str(exc))
-            return await self._transport.post(body, attempt)
+            # telemetry: charges the daily budget; counts, times and traces the attempt
+            async with self.telemetry.attempt(leads, number, attempt) as record:
+                if record.refusal is not None:  # the daily budget is spent: nothing goes out
+                    return Exchange(Reply.FAILED, detail=record.refusal)
+                try:
+                    if self._limiter is not None:
+                        attempt.permit = await self._limiter.acquire()
+                except CalltouchError as exc:  # a shared limiter's backend is down: not sent
+                    return Exchange(Reply.FAILED, detail=str(exc))
+                record.sending()  # telemetry: the limiter wait ends, the request starts
+                return record.answered(await self._transport.post(body, attempt))
 
     def _should_retry(self, exchange: Exchange, attempt: int) -> bool:
         if attempt >= self._retry.max_attempts:
@@ -154,11 +163,11 @@ class Dispatcher:
             try:
                 await self._limiter.cooldown(delay)
             except CalltouchError as exc:  # the next acquire() will fail this request
-                log.warning("could not share the pause after a 429: %s", exc)
-        log.warning(
-            "retrying a request of %d leads in %.2f s (attempt %d of %d): %s",
-            leads, delay, attempt + 1, self._retry.max_attempts, exchange.detail,
-        )
+                self.telemetry.warning(
+                    "could not share the pause after a 429: %s", exc, leads=leads,
+                    attempt=attempt, status="rate_limited",
+                )
+        self.telemetry.retry(leads, attempt, self._retry.max_attempts, delay, exchange)
         await asyncio.sleep(delay)
 
     def _results(self, part: list[Item], exchange: Exchange) -> list[CommentResult]:
@@ -178,7 +187,10 @@ class Dispatcher:
             detail = f"answer held {len(exchange.outcomes)} results for {len(part)} leads"
             reply, exchange = Reply.UNKNOWN, Exchange(Reply.UNKNOWN, exchange.status, detail)
         if reply is Reply.UNKNOWN:
-            log.warning("outcome unknown for %d leads: %s", len(part), exchange.detail)
+            self.telemetry.warning(
+                "outcome unknown for %d leads: %s", len(part), exchange.detail,
+                leads=len(part), status="unknown",
+            )
             return _with_status(part, CommentStatus.UNKNOWN, exchange.detail)
         detail = exchange.detail
         if reply in _RETRYABLE:

@@ -13,8 +13,8 @@ from typing import Final, TypeAlias
 
 from ._constants import MAX_LEADS_PER_REQUEST
 from ._dispatch import Dispatcher, Item, OnSent, invalid_result
-from ._errors import ClientClosedError
-from ._models import CommentResult, LeadComment
+from ._errors import ClientClosedError, DailyBudgetExhaustedError
+from ._models import CommentResult, CommentStatus, LeadComment
 from ._validation import describe, validate_lead
 
 __all__ = ["Stream", "client_closed", "closed_error", "stream_results"]
@@ -86,6 +86,12 @@ class Stream:
                 if chunk and self.unconsumed.locked() and self._caller_needs(chunk):
                     # About to wait for the caller, who is waiting for this very chunk.
                     chunk = await self.launch(chunk)
+                if linger is None and self.dispatcher.telemetry.budget_exhausted:
+                    # telemetry: the daily budget is spent, so comment_many reads no more
+                    # (submit() reads on: its callers get `failed` from the dispatcher).
+                    reason = self.dispatcher.telemetry.budget_reason()
+                    error = DailyBudgetExhaustedError(reason, index + 1)
+                    break
                 await self.unconsumed.acquire()
                 try:
                     if chunk and linger is not None:
@@ -103,6 +109,7 @@ class Stream:
                 problems = validate_lead(lead, index)
                 if problems:
                     self.queue.put_nowait([invalid_result(index, lead, describe(problems))])
+                    self.dispatcher.telemetry.count_status(CommentStatus.INVALID)  # telemetry
                     continue
                 if not chunk and linger is not None:
                     chunk_deadline = asyncio.get_running_loop().time() + linger
