@@ -227,7 +227,7 @@ class Telemetry:
 
     __slots__ = (
         "_answers", "_budget_used", "_counter", "_day", "_day_end", "_exhausted_day",
-        "_leads", "_requests_today", "_retries", "_waits", "_waits_max", "_waits_total",
+        "_leads", "_limited", "_requests_today", "_retries", "_waits", "_waits_max", "_waits_total",
         "budget", "clock", "day_timezone", "in_flight", "otel", "requests", "site_id",
     )
 
@@ -248,6 +248,7 @@ class Telemetry:
         self.otel = otel
         self.clock = clock
         self._counter: DailyCounter | None = None
+        self._limited = True
         self.requests = 0
         self.in_flight = 0
         self._answers = dict.fromkeys(ANSWER_KINDS, 0)
@@ -265,8 +266,10 @@ class Telemetry:
     def __repr__(self) -> str:
         return f"Telemetry(site_id={self.site_id!r}, requests={self.requests})"
 
-    def share_budget(self, limiter: object) -> None:
-        """Keep the daily budget in ``limiter``'s store if it offers one (Redis)."""
+    def use_limiter(self, limiter: object | None) -> None:
+        """Called once the client's limiter is known: waits are timed only with one, and
+        the daily budget is kept in its store if it offers one (Redis)."""
+        self._limited = limiter is not None
         if self.budget is not None and isinstance(limiter, SharesDailyCounter):
             self._counter = limiter.daily_counter()
 
@@ -336,6 +339,8 @@ class Telemetry:
         return _AttemptRecord(self, leads, number, attempt)
 
     def waited(self, seconds: float) -> None:
+        if not self._limited:
+            return
         self._waits += 1
         self._waits_total += seconds
         if seconds > self._waits_max:
