@@ -174,7 +174,7 @@ class CalltouchClient:
                 session = self._session = self._new_session()
             transport = Transport(session, self.base_url, self.site_id, self._token)
             limiter = self._resolve_limiter()
-            self._telemetry.use_limiter(limiter)  # telemetry: times its waits; Redis holds the budget
+            self._telemetry.use_limiter(limiter)  # telemetry: limiter waits; a Redis budget
             self._dispatcher = Dispatcher(
                 transport, limiter, self.retry, self.timeout, self.site_id,
                 self.max_in_flight, self._telemetry,

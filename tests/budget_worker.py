@@ -6,7 +6,8 @@ stdin (so the workers start together), comments ``leads`` leads through ``commen
 prints one line of JSON: ``{"statuses": {status: count}, "errors": [...], "error": ...}``
 where ``errors`` says, per failed lead, whether its reason named the budget.
 
-CONFIG_JSON keys: ``base_url``, ``token``, ``redis_url``, ``key``, ``budget``, ``leads``, ``prefix``.
+CONFIG_JSON keys: ``base_url``, ``token``, ``redis_url``, ``key``, ``budget``, ``leads``,
+``prefix``.
 """
 
 from __future__ import annotations

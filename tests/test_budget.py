@@ -41,7 +41,9 @@ TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 
 
-async def drain(stream: AsyncIterator[CommentResult]) -> tuple[list[CommentResult], Exception | None]:
+async def drain(
+    stream: AsyncIterator[CommentResult],
+) -> tuple[list[CommentResult], DailyBudgetExhaustedError | None]:
     results: list[CommentResult] = []
     try:
         async for result in stream:
@@ -71,7 +73,7 @@ async def test_1000_leads_with_a_budget_of_3_send_exactly_3_requests(
     assert emu.ledger.applied_total == 300
     assert_budget_failures(results, 3)
     # Every lead read got exactly one result; the ones never read are the caller's to resume.
-    read = 1000 if error is None else error.leads_read  # type: ignore[attr-defined]
+    read = 1000 if error is None else error.leads_read
     assert sorted(r.index for r in results) == list(range(read))
     assert stats.requests == 3
     assert stats.budget_used == 3 and stats.daily_request_budget == 3
@@ -184,8 +186,10 @@ async def run_worker_processes(base_url: str, redis_url: str, key: str, n: int) 
     procs = []
     try:
         for worker in range(n):
-            cfg = {"base_url": base_url, "token": TOKEN, "redis_url": redis_url, "key": key, "budget": 3,
-                   "leads": 1000, "prefix": f"w{worker}"}
+            cfg = {
+                "base_url": base_url, "token": TOKEN, "redis_url": redis_url, "key": key,
+                "budget": 3, "leads": 1000, "prefix": f"w{worker}",
+            }
             procs.append(await asyncio.create_subprocess_exec(
                 sys.executable, str(TESTS / "budget_worker.py"), json.dumps(cfg), env=env,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
