@@ -279,7 +279,8 @@ _PROBE = textwrap.dedent(
     async def main():
         async with CalltouchEmulator(site_id=1, access_token="probe-token") as emu:
             emu.generate(calls=5)
-            async with CalltouchClient(1, "probe-token", base_url=emu.base_url, rate_limiter=None) as c:
+            url = emu.base_url
+            async with CalltouchClient(1, "probe-token", base_url=url, rate_limiter=None) as c:
                 results = await c.comment([LeadComment([CallMatch(i)], f"x{i}") for i in (1, 2)])
                 requests = c.stats().requests
         refused = None
