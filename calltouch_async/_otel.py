@@ -42,7 +42,7 @@ class OtelHooks:
     """The tracer and instruments of one client."""
 
     __slots__ = (
-        "_duration", "_in_flight", "_lead_attrs", "_leads", "_reply_attrs", "_requests",
+        "_duration", "_lead_attrs", "_leads", "_reply_attrs", "_requests",
         "_span_attrs", "_tracer", "_wait", "_wait_attrs",
     )
 
@@ -73,9 +73,8 @@ class OtelHooks:
             "calltouch.limiter.wait", "s", "Time an attempt waited for a rate-limit permit",
             explicit_bucket_boundaries_advisory=_BUCKETS,
         )
-        self._in_flight = meter.create_up_down_counter(
-            "calltouch.requests.in_flight", "{request}", "HTTP requests sent and not answered"
-        )
+        # Requests in flight are in stats(), not here: a gauge per client would cost two
+        # records per request or a callback registered for the provider's lifetime.
         site = str(site_id)
         parsed = URL(url)
         self._span_attrs: dict[str, str | int] = {
@@ -98,7 +97,6 @@ class OtelHooks:
         if number > 1:
             attributes["http.request.resend_count"] = number - 1
         span = self._tracer.start_span(SPAN_NAME, kind=SpanKind.CLIENT, attributes=attributes)
-        self._in_flight.add(1, self._wait_attrs)
         return Span(span, context.attach(trace.set_span_in_context(span)))
 
     def end(
@@ -113,7 +111,6 @@ class OtelHooks:
         """End the attempt's span; record the request and its duration if it was sent."""
         context.detach(live.token)  # type: ignore[arg-type]
         span = live.span
-        self._in_flight.add(-1, self._wait_attrs)
         if span.is_recording():
             span.set_attribute("calltouch.reply", kind)
             if status:
