@@ -8,6 +8,7 @@ hidden from the import system.
 from __future__ import annotations
 
 import enum
+import importlib.util
 import json
 import logging
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -318,3 +320,37 @@ def test_without_opentelemetry_nothing_is_imported_and_the_client_works() -> Non
     # The control: with the package present the same run does load it (and records).
     present = probe("show")
     assert "opentelemetry.trace" in present["loaded"]
+
+
+# --- the example's /metrics endpoint ----------------------------------------------------------
+
+
+async def test_metrics_endpoint_example_serves_the_stats(
+    emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "metrics_endpoint", ROOT / "examples" / "metrics_endpoint.py"
+    )
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    monkeypatch.setenv("CALLTOUCH_SITE_ID", str(SITE_ID))
+    monkeypatch.setenv("CALLTOUCH_ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("CALLTOUCH_DAILY_REQUEST_BUDGET", "1")
+    async with emulator(calls=10) as emu:
+        monkeypatch.setenv("CALLTOUCH_BASE_URL", emu.base_url)
+        async with TestClient(TestServer(example.make_app())) as http:
+            statuses = []
+            for i in (1, 2):
+                response = await http.post("/comment", json={"call_id": i, "text": f"m-{i}"})
+                statuses.append((await response.json())["status"])
+            text = await (await http.get("/metrics")).text()
+    assert statuses == ["commented", "failed"]  # the budget of one request is spent
+    site = f'site_id="{SITE_ID}"'
+    assert f"calltouch_requests_total{{{site}}} 1\n" in text
+    assert f'calltouch_answers_total{{{site},kind="ok"}} 1\n' in text
+    assert f'calltouch_leads_total{{{site},status="commented"}} 1\n' in text
+    assert f'calltouch_leads_total{{{site},status="failed"}} 1\n' in text
+    assert f"calltouch_budget_used{{{site}}} 1\n" in text
+    assert "# TYPE calltouch_requests_today gauge" in text
+    assert TOKEN not in text
