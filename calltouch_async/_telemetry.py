@@ -28,6 +28,7 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from ._constants import DAY_TIMEZONE
+from ._errors import CalltouchError
 from ._models import CommentResult, CommentStatus
 from ._transport import Attempt, Exchange, Reply
 
@@ -177,7 +178,11 @@ class _AttemptRecord:
 
     async def __aenter__(self) -> _AttemptRecord:
         telemetry = self._telemetry
-        self.refusal = await telemetry.charge()
+        try:
+            self.refusal = await telemetry.charge()
+        except CalltouchError as exc:  # a shared budget's Redis is down: nothing goes out
+            self.refusal = str(exc)
+            return self
         self._charged = self.refusal is None and telemetry.budget is not None
         self._started = time.perf_counter()
         return self
@@ -320,10 +325,16 @@ class Telemetry:
         return self.budget_reason()
 
     async def give_back(self, *, shared: bool = True) -> None:
-        """Undo a charge whose request never left (in Redis too unless ``shared=False``)."""
+        """Undo a charge whose request never left (in Redis too unless ``shared=False``).
+
+        If Redis cannot take the unit back, it stays spent: over-counting is the safe side.
+        """
         self._budget_used = max(0, self._budget_used - 1)
         if self._counter is not None and shared:
-            await self._counter.give_back(self.site_id, self._day.isoformat())
+            try:
+                await self._counter.give_back(self.site_id, self._day.isoformat())
+            except CalltouchError as exc:
+                self.warning("could not give a budget unit back: %s", exc, leads=0)
 
     def budget_reason(self) -> str:
         """Why a lead was not sent: names the budget, the site and the day boundary."""

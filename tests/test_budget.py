@@ -261,3 +261,27 @@ async def test_a_limiter_on_redis_keeps_the_budget_there(redis_url: str) -> None
         assert await second.charge() is None  # the unit given back is usable again
     finally:
         await r.aclose()
+
+
+async def test_an_unreachable_budget_store_sends_nothing_and_fails_the_leads(
+    emulator: EmulatorFactory,
+) -> None:
+    with RedisServer() as server:
+        r = aredis.Redis.from_url(server.url)
+        try:
+            limiter = RedisRateLimiter(
+                r, key="budget-" + os.urandom(6).hex(), host="127.0.0.1", unavailable_timeout=0.3
+            )
+            async with emulator(calls=10) as emu, client_for(
+                emu, rate_limiter=limiter, daily_request_budget=5
+            ) as client:
+                assert [x.status for x in await client.comment(make_leads(2))] == ["commented"] * 2
+                server.kill()
+                results = await client.comment(make_leads(2, prefix="later"))
+                stats = client.stats()
+            assert [x.status for x in results] == ["failed"] * 2
+            assert all("daily request budget" in (x.error or "") for x in results)
+            assert len(emu.ledger.requests) == 1
+            assert stats.requests == 1
+        finally:
+            await r.aclose()
