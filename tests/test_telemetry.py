@@ -272,8 +272,19 @@ _PROBE = textwrap.dedent(
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
             return None
 
+    exporter = None
     if sys.argv[1] == "hide":
         sys.meta_path.insert(0, Hide())
+    else:  # the global provider, which the client uses when given none
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
 
     from calltouch_async import CallMatch, CalltouchClient, LeadComment
     from calltouch_async.testing import CalltouchEmulator
@@ -295,6 +306,7 @@ _PROBE = textwrap.dedent(
         print(json.dumps({
             "statuses": [str(r.status) for r in results], "requests": requests,
             "loaded": loaded, "refused": refused,
+            "spans": None if exporter is None else len(exporter.get_finished_spans()),
         }))
 
     asyncio.run(main())
@@ -317,9 +329,11 @@ def test_without_opentelemetry_nothing_is_imported_and_the_client_works() -> Non
     assert hidden["loaded"] == []
     assert hidden["statuses"] == ["commented", "commented"] and hidden["requests"] == 1
     assert hidden["refused"] is not None and "calltouch-async[otel]" in hidden["refused"]
-    # The control: with the package present the same run does load it (and records).
+    # The control: with the package present the same run loads it and records a span on
+    # the global tracer provider.
     present = probe("show")
     assert "opentelemetry.trace" in present["loaded"]
+    assert present["spans"] == present["requests"] == 1
 
 
 # --- the example's /metrics endpoint ----------------------------------------------------------
