@@ -46,8 +46,11 @@ FAST_RETRY = RetryPolicy(base_delay=0.01, max_delay=0.02)
 
 
 def mixed_leads() -> list[LeadComment]:
-    """450 leads: 447 that match, one invalid, two that match nothing (not_commented)."""
-    leads = make_leads(447)
+    """501 leads: 498 that match, one invalid, two that match nothing (not_commented).
+
+    The 500 valid ones make five full requests, whichever of them the faults hit.
+    """
+    leads = make_leads(498)
     leads.insert(10, LeadComment([CallMatch(1)], "   "))  # blank comment: invalid
     leads += [LeadComment([CallMatch(999_999)], f"nobody-{i}") for i in range(2)]
     return leads
@@ -84,7 +87,7 @@ def ledger_answers(emu: CalltouchEmulator) -> dict[str, int]:
 
 async def test_stats_agree_with_the_emulators_ledger(emulator: EmulatorFactory) -> None:
     limiter = SlidingWindowLimiter(rate=100)
-    async with emulator(calls=447) as emu:
+    async with emulator(calls=498) as emu:
         inject_trouble(emu)
         async with client_for(emu, rate_limiter=limiter, retry=FAST_RETRY) as client:
             before = client.stats()
@@ -185,7 +188,7 @@ async def test_spans_and_metrics_agree_with_the_ledger(
     emulator: EmulatorFactory, otel: tuple[TracerProvider, InMemorySpanExporter, MeterProvider, Any]
 ) -> None:
     tracer_provider, exporter, meter_provider, reader = otel
-    async with emulator(calls=447) as emu:
+    async with emulator(calls=498) as emu:
         inject_trouble(emu)
         async with client_for(
             emu, retry=FAST_RETRY, rate_limiter=SlidingWindowLimiter(rate=100),
@@ -239,7 +242,7 @@ async def test_log_records_carry_structured_fields_and_nothing_per_lead(
     emulator: EmulatorFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="calltouch_async")
-    async with emulator(calls=447) as emu:
+    async with emulator(calls=498) as emu:
         inject_trouble(emu)
         async with client_for(emu, retry=FAST_RETRY) as client:
             await run(client, mixed_leads())
