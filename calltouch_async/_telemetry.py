@@ -417,11 +417,11 @@ class Telemetry:
             seen[result.status] = seen.get(result.status, 0) + 1
         self.otel.leads(seen)
 
-    def count_status(self, status: str, n: int = 1) -> None:
-        """``n`` results with ``status`` handed out (leads that never reached a request)."""
-        self._leads[status] = self._leads.get(status, 0) + n
+    def count_status(self, status: str) -> None:
+        """One result with ``status`` handed out (a lead that never reached a request)."""
+        self._leads[status] = self._leads.get(status, 0) + 1
         if self.otel is not None:
-            self.otel.leads({status: n})
+            self.otel.leads({status: 1})
 
     def stats(self) -> Stats:
         """An immutable snapshot (built only here, so counting stays cheap)."""
