@@ -78,6 +78,13 @@ def answer_kind(reply: Reply, status: int) -> str:
     return "other"
 
 
+def _attempt_kind(exchange: Exchange) -> str:
+    """The answer kind, or ``not_sent`` for an attempt that provably never left."""
+    if exchange.reply.name == "NOT_SENT":
+        return "not_sent"
+    return answer_kind(exchange.reply, exchange.status)
+
+
 @dataclass(frozen=True, slots=True)
 class AnswerCounts:
     """Answers by kind. Their sum is ``Stats.requests - Stats.in_flight``."""
@@ -201,10 +208,7 @@ class _AttemptRecord:
     def answered(self, exchange: Exchange) -> Exchange:
         """Classify the exchange's answer; returns it unchanged."""
         self.status = exchange.status
-        if exchange.reply.name == "NOT_SENT":
-            self.kind = "not_sent"
-        else:
-            self.kind = answer_kind(exchange.reply, exchange.status)
+        self.kind = _attempt_kind(exchange)
         return exchange
 
     async def __aexit__(
@@ -382,7 +386,7 @@ class Telemetry:
     def retry(self, leads: int, number: int, of: int, delay: float, exchange: Exchange) -> None:
         """Attempt ``number`` will be followed by another in ``delay`` seconds."""
         self._retries += 1
-        kind = answer_kind(exchange.reply, exchange.status)
+        kind = _attempt_kind(exchange)
         log.warning(
             "retrying a request of %d leads in %.2f s (attempt %d of %d): %s",
             leads, delay, number + 1, of, exchange.detail,

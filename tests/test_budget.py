@@ -118,7 +118,9 @@ async def test_comment_and_submit_get_failed_once_the_budget_is_spent(
     assert len(emu.ledger.requests) == 1
 
 
-async def test_a_request_that_never_left_gives_its_unit_back() -> None:
+async def test_a_request_that_never_left_gives_its_unit_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A refused connection sent nothing: the budget is not spent by it."""
     port = free_port()  # nothing listens there: 127.0.0.1 refuses at once
     from calltouch_async import CalltouchClient
@@ -132,6 +134,8 @@ async def test_a_request_that_never_left_gives_its_unit_back() -> None:
     assert result.status == "failed"
     assert result.error is not None and "gave up after 3 attempts" in result.error
     assert stats.requests == 0 and stats.budget_used == 0
+    retries = [r for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert [r.status for r in retries] == ["not_sent", "not_sent"]  # type: ignore[attr-defined]
 
 
 # --- the day boundary --------------------------------------------------------------------
