@@ -7,6 +7,7 @@ from ._errors import (
     AuthError,
     CalltouchError,
     ClientClosedError,
+    DailyBudgetExhaustedError,
     MalformedResponseError,
     RateLimiterUnavailableError,
     WrongEventLoopError,
@@ -28,11 +29,13 @@ from ._models import (
     normalize_phone,
 )
 from ._retry import RetryPolicy
+from ._telemetry import AnswerCounts, LimiterWaits, Stats
 from ._transport import SendTimeTrace
 from ._version import __version__
 
 __all__ = [
     "UNSET",
+    "AnswerCounts",
     "AuthError",
     "CallContactMatch",
     "CallInfo",
@@ -43,7 +46,9 @@ __all__ = [
     "ClientClosedError",
     "CommentResult",
     "CommentStatus",
+    "DailyBudgetExhaustedError",
     "LeadComment",
+    "LimiterWaits",
     "MalformedResponseError",
     "Permit",
     "RateLimiter",
@@ -56,6 +61,7 @@ __all__ = [
     "SendTimeTrace",
     "SlidingWindowLimiter",
     "SpacedLimiter",
+    "Stats",
     "TagsLogic",
     "WrongEventLoopError",
     "__version__",

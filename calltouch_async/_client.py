@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
+from datetime import tzinfo
 from types import TracebackType
 from typing import Self
 
@@ -20,6 +21,8 @@ from yarl import URL
 
 from ._coalescer import Coalescer, SubmitSource
 from ._constants import (
+    COMMENT_PATH,
+    DAY_TIMEZONE,
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_FLUSH_TIMEOUT,
@@ -37,6 +40,7 @@ from ._limiter import RateLimiter, shared_limiter
 from ._models import CommentResult, LeadComment
 from ._retry import RetryPolicy
 from ._stream import Stream, iterate
+from ._telemetry import Stats, new_telemetry
 from ._transport import SendTimeTrace, Transport
 
 __all__ = ["CalltouchClient"]
@@ -83,6 +87,7 @@ class CalltouchClient:
         "_state",
         "_streams",
         "_teardown",
+        "_telemetry",
         "_token",
         "base_url",
         "flush_timeout",
@@ -109,6 +114,10 @@ class CalltouchClient:
         linger: float = DEFAULT_LINGER,
         max_pending: int = DEFAULT_MAX_PENDING,
         flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+        daily_request_budget: int | None = None,
+        day_timezone: tzinfo = DAY_TIMEZONE,
+        tracer_provider: object | None = None,
+        meter_provider: object | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -135,6 +144,12 @@ class CalltouchClient:
         self._streams: set[Stream] = set()  # every running stream, submit()'s included
         self._teardown: asyncio.Future[None] | None = None
         self._entered = False
+        # stats(), the daily budget, OpenTelemetry (imported here, if installed)
+        self._telemetry = new_telemetry(
+            site_id, self.base_url + COMMENT_PATH, daily_request_budget=daily_request_budget,
+            day_timezone=day_timezone, tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
 
     def __repr__(self) -> str:
         # Never the token.
@@ -189,9 +204,11 @@ class CalltouchClient:
             if session is None:
                 session = self._session = self._new_session()
             transport = Transport(session, self.base_url, self.site_id, self._token)
+            limiter = self._resolve_limiter()
+            self._telemetry.use_limiter(limiter)  # limiter waits; a Redis-shared budget
             self._dispatcher = Dispatcher(
-                transport, self._resolve_limiter(), self.retry, self.timeout, self.site_id,
-                self.max_in_flight,
+                transport, limiter, self.retry, self.timeout, self.site_id,
+                self.max_in_flight, self._telemetry,
             )
         return self._dispatcher
 
@@ -243,10 +260,17 @@ class CalltouchClient:
         if running:
             await asyncio.wait(running)
         if self._coalescer is not None:
-            await self._coalescer.finish(ClientClosedError(_REFUSED[_State.CLOSED]))
+            never_read = await self._coalescer.finish(ClientClosedError(_REFUSED[_State.CLOSED]))
+            self._telemetry.count(never_read)
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._state = _State.CLOSED
+
+    def stats(self) -> Stats:
+        """An immutable snapshot of this client's counters: requests, answers by kind,
+        retries, leads by final status, requests in flight, limiter waits, requests today
+        and the daily budget. Cheap enough to call on every metrics scrape."""
+        return self._telemetry.stats()
 
     # ------------------------------------------------------------------ one stream
 
@@ -299,7 +323,10 @@ class CalltouchClient:
         """
         if self._state is not _State.OPEN:
             raise ClientClosedError(_REFUSED[self._state])
-        stream = Stream(leads, max_in_flight=self.max_in_flight, ordered=ordered, linger=linger)
+        stream = Stream(
+            leads, max_in_flight=self.max_in_flight, ordered=ordered, linger=linger,
+            stop_on_budget=True,
+        )
         return self._iterate(stream)
 
     async def submit(self, lead: LeadComment) -> CommentResult:

@@ -135,19 +135,24 @@ class Coalescer:
             if self._is_open():  # else closing: finish() reports what is left
                 _fail_all(source, exc)  # the next submit() starts a new stream
 
-    async def finish(self, error: BaseException) -> None:
+    async def finish(self, error: BaseException) -> list[CommentResult]:
         """After the client closed the stream: wait for the last results; leads the stream
-        never read end ``failed``, and any caller still without a result gets ``error``."""
+        never read end ``failed`` (returned, as the stream never saw them), and any caller
+        still without a result gets ``error``."""
         source, consumer = self._source, self._consumer
         if source is None or consumer is None:
-            return
+            return []
         await asyncio.shield(consumer)
+        never_read = []
         for waiter in source.unread():
             if not waiter.future.done():
-                waiter.future.set_result(CommentResult(
+                result = CommentResult(
                     index=0, lead=waiter.lead, status=CommentStatus.FAILED, error=NOT_SENT_CLOSED
-                ))
+                )
+                waiter.future.set_result(result)
+                never_read.append(result)
         _fail_all(source, error)
+        return never_read
 
 
 def _fail_all(source: SubmitSource, exc: BaseException) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
+
 DEFAULT_BASE_URL = "https://api.calltouch.ru"
 COMMENT_PATH = "/lead-service/v1/api/comment/lead/add"
 
@@ -47,3 +49,8 @@ DEFAULT_STREAM_LINGER = 0.2
 DEFAULT_FLUSH_TIMEOUT = 30.0
 
 USER_AGENT = "calltouch-async/0.1"
+
+#: Where a day begins for daily_request_budget and stats().requests_today: midnight Moscow
+#: time (UTC+3, no daylight saving), when Calltouch's daily counters most likely reset
+#: (inferred: not published).
+DAY_TIMEZONE = timezone(timedelta(hours=3))

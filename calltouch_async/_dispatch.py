@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import math
 import re
 from typing import Final, TypeAlias
@@ -19,11 +18,10 @@ from ._errors import AuthError, CalltouchError
 from ._limiter import RateLimiter
 from ._models import CommentResult, CommentStatus, LeadComment, Violation, encode_request
 from ._retry import RetryPolicy
+from ._telemetry import Telemetry
 from ._transport import Attempt, Exchange, Reply, Transport
 
 __all__ = ["NOT_SENT_CLOSED", "Dispatcher", "Flight", "Item", "with_status"]
-
-log = logging.getLogger("calltouch_async")
 
 #: A lead with its position in the caller's input.
 Item: TypeAlias = tuple[int, LeadComment]
@@ -67,6 +65,7 @@ class Dispatcher:
 
     __slots__ = (
         "_limiter", "_refused", "_retry", "_sending", "_site_id", "_timeout", "_transport",
+        "telemetry",
     )
 
     def __init__(
@@ -77,7 +76,10 @@ class Dispatcher:
         timeout: float,
         site_id: int | str,
         max_in_flight: int,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        #: Counts, the daily budget, spans and log extras (see ``_telemetry``).
+        self.telemetry = telemetry or Telemetry(site_id)
         self._sending = asyncio.Semaphore(max_in_flight)  # per request, client-wide
         # Once Calltouch refused the credentials, nothing more is sent: they will not get
         # better, and requests already waiting for a slot must not go out after it.
@@ -136,7 +138,9 @@ class Dispatcher:
                         detail = _UNANSWERED_CLOSED if maybe_applied else NOT_SENT_CLOSED
                         return Exchange(reply, detail=detail)
                     attempt = Attempt(None)
-                    exchange = await self._attempt(body, attempt, deadline, flight)
+                    exchange = await self._attempt(
+                        body, attempt, deadline, flight, len(part), number
+                    )
                     attempt = Attempt(None)  # answered: nothing is in flight until the next
                     maybe_applied |= exchange.reply is Reply.UNKNOWN
                     if number >= self._retry.max_attempts or not self._retry.should_retry(
@@ -160,7 +164,13 @@ class Dispatcher:
         return exchange
 
     async def _attempt(
-        self, body: bytes, attempt: Attempt, deadline: asyncio.Timeout, flight: Flight
+        self,
+        body: bytes,
+        attempt: Attempt,
+        deadline: asyncio.Timeout,
+        flight: Flight,
+        leads: int,
+        number: int,
     ) -> Exchange:
         """One permit and one POST, within the client-wide bound on requests in flight.
 
@@ -173,16 +183,21 @@ class Dispatcher:
                 return self._refused
             if deadline.when() is None:
                 deadline.reschedule(asyncio.get_running_loop().time() + self._timeout)
-            try:
-                if self._limiter is not None:
-                    attempt.permit = await self._limiter.acquire()
-            except CalltouchError as exc:  # a shared limiter's backend is down: not sent
-                return Exchange(Reply.FAILED, detail=str(exc))
-            flight.posting = True
-            try:
-                return await self._transport.post(body, attempt)
-            finally:
-                flight.posting = False
+            # Charges the daily budget; counts, times and traces the attempt.
+            async with self.telemetry.attempt(leads, number, attempt) as record:
+                if record.refusal is not None:  # the daily budget is spent: nothing goes out
+                    return Exchange(Reply.FAILED, detail=record.refusal)
+                try:
+                    if self._limiter is not None:
+                        attempt.permit = await self._limiter.acquire()
+                except CalltouchError as exc:  # a shared limiter's backend is down: not sent
+                    return Exchange(Reply.FAILED, detail=str(exc))
+                record.sending()  # the limiter wait ends, the request starts
+                flight.posting = True
+                try:
+                    return record.answered(await self._transport.post(body, attempt))
+                finally:
+                    flight.posting = False
 
     async def _pause(self, exchange: Exchange, attempt: int, leads: int) -> None:
         delay = self._retry.delay(attempt, exchange.retry_after)
@@ -191,11 +206,11 @@ class Dispatcher:
             try:
                 await self._limiter.cooldown(delay)
             except CalltouchError as exc:  # the next acquire() will fail this request
-                log.warning("could not share the pause after a 429: %s", exc)
-        log.warning(
-            "retrying a request of %d leads in %.2f s (attempt %d of %d): %s",
-            leads, delay, attempt + 1, self._retry.max_attempts, exchange.detail,
-        )
+                self.telemetry.warning(
+                    "could not share the pause after a 429: %s", exc, leads=leads,
+                    attempt=attempt, status="rate_limited",
+                )
+        self.telemetry.retry(leads, attempt, self._retry.max_attempts, delay, exchange)
         await asyncio.sleep(delay)
 
     def _results(self, part: list[Item], exchange: Exchange) -> list[CommentResult]:
@@ -216,7 +231,10 @@ class Dispatcher:
             detail = f"answer held {len(exchange.outcomes)} results for {len(part)} leads"
             reply, exchange = Reply.UNKNOWN, Exchange(Reply.UNKNOWN, exchange.status, detail)
         if reply is Reply.UNKNOWN:
-            log.warning("outcome unknown for %d leads: %s", len(part), exchange.detail)
+            self.telemetry.warning(
+                "outcome unknown for %d leads: %s", len(part), exchange.detail,
+                leads=len(part), status="unknown",
+            )
             return with_status(part, CommentStatus.UNKNOWN, exchange.detail)
         detail = exchange.detail
         if reply in (Reply.RATE_LIMITED, Reply.NOT_SENT):

@@ -7,6 +7,8 @@ with a status (see ``CommentStatus``). Exceptions are for conditions that stop a
     ├── AuthError                   wrong access token or site id (401/403 or an auth API error);
     │                               fatal: raised at once, requests in flight are cancelled
     ├── ClientClosedError           the client was closed (or never opened) when used
+    ├── DailyBudgetExhaustedError   comment_many stopped reading: daily_request_budget is spent
+    │                               (raised after the results of every lead it had read)
     ├── MalformedResponseError      a body that is not what the API documents
     └── RateLimiterUnavailableError a shared limiter (Redis) cannot be reached; nothing was sent
                                     (raised by the limiter; the client reports the leads of
@@ -21,6 +23,7 @@ __all__ = [
     "AuthError",
     "CalltouchError",
     "ClientClosedError",
+    "DailyBudgetExhaustedError",
     "MalformedResponseError",
     "RateLimiterUnavailableError",
     "WrongEventLoopError",
@@ -49,6 +52,19 @@ class AuthError(CalltouchError):
 
 class ClientClosedError(CalltouchError, RuntimeError):
     """The client was used outside ``async with`` or after ``aclose()``."""
+
+
+class DailyBudgetExhaustedError(CalltouchError):
+    """``daily_request_budget`` is spent: ``comment_many`` stopped reading its input.
+
+    Raised after the results of every lead read (those not sent are ``failed``). ``leads_read``
+    is how many leads of the input were read: resume from that index after the day boundary.
+    """
+
+    def __init__(self, reason: str, leads_read: int) -> None:
+        self.reason = reason
+        self.leads_read = leads_read
+        super().__init__(f"{reason}; stopped reading the input after {leads_read} leads")
 
 
 class MalformedResponseError(CalltouchError):

@@ -21,6 +21,7 @@ from typing import TypeAlias
 
 from ._constants import MAX_LEADS_PER_REQUEST
 from ._dispatch import NOT_SENT_CLOSED, Dispatcher, Flight, Item, with_status
+from ._errors import DailyBudgetExhaustedError
 from ._models import CommentResult, CommentStatus, LeadComment
 from ._validation import describe, validate_lead
 
@@ -52,6 +53,11 @@ class Stream:
     In input order, when the consumer waits for a lead of the chunk being filled and the
     reader waits for the consumer, that partial chunk is launched too.
 
+    ``stop_on_budget`` (``comment_many()``): once the daily request budget is spent, read
+    no more input and end with :class:`DailyBudgetExhaustedError` after the results of what
+    was read (``comment()`` has read everything anyway; ``submit()`` callers each get
+    ``failed`` from the dispatcher, at no request).
+
     ``keep`` (``submit()``) drops, at launch, items whose callers gave up; ``end_input``
     makes :meth:`close` end the source (which then yields what it holds) instead of cutting
     it off.
@@ -61,7 +67,7 @@ class Stream:
         "_chunk", "_cut", "_dispatcher", "_end_input", "_error", "_from_first",
         "_keep",
         "_leads", "_linger", "_reading", "_room_waiter", "_running", "_since",
-        "_stopping", "_timer", "producer", "queue", "reorder", "room", "unread",
+        "_stop_on_budget", "_stopping", "_timer", "producer", "queue", "reorder", "room", "unread",
     )
 
     def __init__(
@@ -74,6 +80,7 @@ class Stream:
         linger_from_first: bool = False,
         keep: Callable[[Item], bool] | None = None,
         end_input: Callable[[], None] | None = None,
+        stop_on_budget: bool = False,
     ) -> None:
         self._dispatcher: Dispatcher | None = None
         self._leads = leads
@@ -81,6 +88,7 @@ class Stream:
         self._from_first = linger_from_first
         self._keep = keep
         self._end_input = end_input
+        self._stop_on_budget = stop_on_budget
         self.reorder = _Reorder() if ordered else None
         self.queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
         self.room = (max_in_flight + 1) * MAX_LEADS_PER_REQUEST
@@ -150,6 +158,8 @@ class Stream:
                     self._launch()
                     chunk = self._chunk
                     await asyncio.sleep(0)  # a ready source never suspends: let requests go
+                    if self._budget_spent(index):
+                        return
             self.room -= 1
             if self.room <= 0:
                 await self._wait_for_room()
@@ -170,6 +180,8 @@ class Stream:
                 chunk.append((index, lead))
                 if len(chunk) == size:
                     self._launch()
+                    if self._budget_spent(index):
+                        return
                 elif linger is not None:
                     if len(chunk) == 1:
                         self._since = loop.time()
@@ -179,6 +191,17 @@ class Stream:
             self.room -= 1
             if self.room <= 0:
                 await self._wait_for_room()
+
+    def _budget_spent(self, index: int) -> bool:
+        """Whether to stop reading because the daily budget is spent (checked as each full
+        chunk launches, so no lead taken from the input is left without a result)."""
+        if not self._stop_on_budget:
+            return False
+        telemetry = self._dispatcher.telemetry if self._dispatcher is not None else None
+        if telemetry is None or not telemetry.budget_exhausted:
+            return False
+        self._error = DailyBudgetExhaustedError(telemetry.budget_reason(), index + 1)
+        return True
 
     def _lingered(self) -> None:
         """The linger timer fired: launch the partial chunk, or wait for its new due time."""
@@ -315,6 +338,7 @@ async def iterate(
                 return
             if isinstance(item, BaseException):
                 raise item
+            dispatcher.telemetry.count(item)  # every lead's final status, counted once
             batch = reorder.push(item) if reorder is not None else item
             for result in batch:
                 yield result

@@ -85,6 +85,7 @@ from ._constants import (
 )
 from ._errors import RateLimiterUnavailableError
 from ._limiter import _check_limits
+from ._redis_budget import RedisDailyCounter
 
 __all__ = [
     "DEFAULT_UNAVAILABLE_TIMEOUT",
@@ -338,6 +339,15 @@ class RedisRateLimiter:
 
     def _where(self) -> str:
         return f"host {self.host!r}, key {self.key!r}"
+
+    # --- the daily request budget (issue 16): kept beside the rate, shared the same way ---
+
+    def daily_counter(self) -> RedisDailyCounter:
+        """The per-day request count behind ``CalltouchClient(daily_request_budget=...)``:
+        in this limiter's Redis, under its hash tag, so every process sharing the rate
+        limit shares the budget too (see :mod:`calltouch_async._redis_budget`)."""
+        tag = "{calltouch:" + self.host + ":" + self.key + "}"
+        return RedisDailyCounter(self._redis, tag, self.unavailable_timeout)
 
 
 def _now_arg(now_us: int | None) -> str | int:
