@@ -30,7 +30,7 @@ from calltouch_async import (
 )
 from calltouch_async._transport import Reply, classify
 from calltouch_async.testing import CalltouchEmulator, Fault
-from conftest import SITE_ID, TOKEN, EmulatorFactory, client_for, make_leads
+from helpers import SITE_ID, TOKEN, EmulatorFactory, client_for, make_leads
 
 S = CommentStatus
 FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.05)

@@ -22,7 +22,7 @@ from calltouch_async import (
     RetryPolicy,
 )
 from calltouch_async.testing import CalltouchEmulator, Fault
-from conftest import SITE_ID, TOKEN
+from helpers import SITE_ID, TOKEN
 
 S = CommentStatus
 FAULTS = [

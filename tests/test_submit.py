@@ -16,7 +16,7 @@ from calltouch_async import (
     LeadComment,
 )
 from calltouch_async.testing import Fault
-from conftest import EmulatorFactory, client_for, make_leads
+from helpers import EmulatorFactory, client_for, make_leads
 
 OK = CommentStatus.COMMENTED
 
