@@ -104,7 +104,7 @@ class FakeClock:
 
     __slots__ = ("now",)
 
-    def __init__(self, now: float = 1000.0) -> None:
+    def __init__(self, now: float = 0.0) -> None:
         self.now = now
 
     def __call__(self) -> float:

@@ -8,12 +8,11 @@ What the emulator's ledger recorded is the oracle; the results file is checked a
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from calltouch_async.cli import (
     main,
 )
 from calltouch_async.testing import CalltouchEmulator, Fault
+from helpers import EmulatorFactory, until
 
 # Distinctive, so finding it in any output is unambiguous.
 TOKEN = "tok-3c9e1f-do-not-print"
@@ -79,19 +79,11 @@ def finished(proc: asyncio.subprocess.Process, out: bytes, err: bytes) -> Run:
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[CalltouchEmulator]:
+async def emu(emulator: EmulatorFactory) -> AsyncIterator[CalltouchEmulator]:
     # No rate window: these tests are about the CLI, not the limit (the demo keeps it on).
-    async with CalltouchEmulator(site_id=SITE_ID, access_token=TOKEN, rate_limit=None) as emu:
-        emu.generate(calls=50, requests=20, seed=1)
-        yield emu
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(DEADLINE):
-        for _ in itertools.count():
-            if condition():
-                return
-            await asyncio.sleep(0.02)
+    async with emulator(0, site_id=SITE_ID, access_token=TOKEN, rate_limit=None) as started:
+        started.generate(calls=50, requests=20, seed=1)
+        yield started
 
 
 def call_line(call_id: int, text: str) -> str:
@@ -234,10 +226,12 @@ async def test_site_id_from_the_environment_and_unknown_outcomes_exit_6(
     assert [r["status"] for r in records(run.stdout)] == ["unknown"]
 
 
-async def test_ctrl_c_stops_cleanly_and_accounts_for_every_lead(tmp_path: Path) -> None:
+async def test_ctrl_c_stops_cleanly_and_accounts_for_every_lead(
+    emulator: EmulatorFactory, tmp_path: Path
+) -> None:
     # Slow answers keep requests in flight; stdin stays open, so the reader is blocked on it.
-    async with CalltouchEmulator(
-        site_id=SITE_ID, access_token=TOKEN, rate_limit=None, latency=1.0
+    async with emulator(
+        0, site_id=SITE_ID, access_token=TOKEN, rate_limit=None, latency=1.0
     ) as emu:
         emu.generate(calls=50, seed=1)
         out = tmp_path / "results.jsonl"

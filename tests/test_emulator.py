@@ -215,7 +215,7 @@ async def test_eleven_simultaneous_requests_five_run_six_get_429(
 async def test_window_is_sliding_and_half_open(
     emulator: EmulatorFactory, http: aiohttp.ClientSession
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     async with emulator(0, clock=clock) as emu:
         statuses = []
         # Binary fractions, so that "exactly one period later" is exact in floating point.
@@ -230,7 +230,7 @@ async def test_window_is_sliding_and_half_open(
 async def test_429s_do_not_count_against_the_window(
     emulator: EmulatorFactory, http: aiohttp.ClientSession
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     async with emulator(0, clock=clock, rate_limit=2) as emu:
         statuses = [(await post(http, emu, body_of("a")))[0] for _ in range(2)]
         clock.now += 0.9
@@ -284,7 +284,7 @@ async def test_hundreds_of_concurrent_connections(
 
 
 async def test_the_window_is_per_client_ip(emulator: EmulatorFactory) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     async with emulator(0, clock=clock, rate_limit=1) as emu:
         statuses = []
         for source in ("127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.2"):
@@ -302,7 +302,7 @@ async def test_retry_after_is_sent_only_when_configured(
     emulator: EmulatorFactory, http: aiohttp.ClientSession
 ) -> None:
     for retry_after, expected in ((None, None), (2, "2")):
-        clock = FakeClock()
+        clock = FakeClock(1000.0)
         async with emulator(0,
             clock=clock, rate_limit=1, retry_after=retry_after
         ) as emu:
@@ -425,7 +425,7 @@ async def test_server_error_bodies_are_json_or_html(
 async def test_injected_rate_limit_body_and_no_window_cost(
     emulator: EmulatorFactory, http: aiohttp.ClientSession
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     emu = await with_call(emulator, clock=clock, rate_limit=2)
     emu.inject(Fault.RATE_LIMIT, on_requests=[1])
     results = [await post(http, emu, body_of(f"r{i}")) for i in range(4)]
@@ -552,7 +552,7 @@ async def test_times_limits_a_fault_and_the_first_injection_wins(
 async def test_clear_faults_and_reset(
     emulator: EmulatorFactory, http: aiohttp.ClientSession
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     emu = await with_call(emulator, clock=clock, rate_limit=1)
     emu.inject(Fault.SERVER_ERROR, on_requests=[2])
     emu.clear_faults()

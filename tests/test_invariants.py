@@ -21,8 +21,8 @@ from calltouch_async import (
     RequestContactMatch,
     RetryPolicy,
 )
-from calltouch_async.testing import CalltouchEmulator, Fault
-from helpers import SITE_ID, TOKEN
+from calltouch_async.testing import Fault
+from helpers import SITE_ID, TOKEN, new_emulator
 
 S = CommentStatus
 FAULTS = [
@@ -51,8 +51,7 @@ async def scenario(
     kinds: list[str], faults: list[tuple[Fault, int]], ordered: bool, in_flight: int
 ) -> None:
     leads = [make_lead(i, kind) for i, kind in enumerate(kinds)]
-    async with CalltouchEmulator(site_id=SITE_ID, access_token=TOKEN, rate_limit=None) as emu:
-        emu.generate(calls=400)
+    async with new_emulator(400, rate_limit=None) as emu:
         for fault, number in faults:
             emu.inject(fault, on_requests=[number])
         retry = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
