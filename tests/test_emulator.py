@@ -726,11 +726,22 @@ def test_add_rejects_aware_times_and_lone_strings() -> None:
 
 
 async def test_the_factory_closes_what_the_test_left_running(
-    emulator: EmulatorFactory,
+    calltouch_emulator_factory: EmulatorFactory,
 ) -> None:
-    emu = emulator(0, rate_limit=None)
+    # The plugin's own factory (the suite's ``emulator`` fixture is a different one).
+    emu = calltouch_emulator_factory(rate_limit=None)
     await emu.start()
     assert emu.running  # the fixture's teardown closes it; pytest would flag a leak otherwise
+
+
+async def test_the_plugin_fixture_is_a_running_default_emulator(
+    calltouch_emulator: CalltouchEmulator, http: aiohttp.ClientSession
+) -> None:
+    calltouch_emulator.add_call(1, phones=["79001234567"], time=WHEN)
+    default_headers = {"Access-Token": "test-token", "SiteId": "12345"}  # its documented defaults
+    status, _ = await post(http, calltouch_emulator, body_of("hi"), default_headers)
+    assert status == 200
+    assert calltouch_emulator.ledger.comments_for("call", 1) == ["hi"]
 
 
 def _plugin_args() -> list[str]:
