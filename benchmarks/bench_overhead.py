@@ -312,17 +312,18 @@ VARIANTS: dict[str, Variant] = {
 }
 A, B, C, D, E, F, FP = VARIANTS
 RATIOS = [(C, B), (D, B), (E, F), (E, FP), (C, A)]
+KEYS = dict(zip(["a", "b", "c", "d", "e", "floor", "floor-post"], VARIANTS, strict=True))
+LOADS = ["c1", "c10", "paced"]
 
 
 # --------------------------------------------------------------------------- the run
 
 
 def measure(
-    base_url: str, requests: int, concurrency: int, paced: bool, trials: int
+    base_url: str, requests: int, concurrency: int, paced: bool, trials: int, names: list[str]
 ) -> dict[str, list[float]]:
-    """CPU microseconds per lead of every variant, one value per trial."""
-    per_lead: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    names = list(VARIANTS)
+    """CPU microseconds per lead of each named variant, one value per trial."""
+    per_lead: dict[str, list[float]] = {name: [] for name in names}
     for trial in range(trials):
         shift = trial % len(names)  # rotate: no variant always runs first or last
         for name in names[shift:] + names[:shift]:
@@ -340,11 +341,15 @@ def _spread(values: list[float]) -> str:
 
 def table(title: str, per_lead: dict[str, list[float]], trials: int) -> Table:
     out = Table(title, ["variant", "CPU us / lead", "spread of trials", "x (b) hand-written"])
-    hand = per_lead[B]
+    hand = per_lead.get(B)
     for name, values in per_lead.items():
-        ratio = statistics.median(v / h for v, h in zip(values, hand, strict=True))
-        out.add(name, fmt(statistics.median(values), 2), _spread(values), fmt(ratio, 2))
+        ratio = "-" if hand is None else fmt(
+            statistics.median(v / h for v, h in zip(values, hand, strict=True)), 2
+        )
+        out.add(name, fmt(statistics.median(values), 2), _spread(values), ratio)
     for num, den in RATIOS:
+        if num not in per_lead or den not in per_lead:
+            continue
         ratios = [n / d for n, d in zip(per_lead[num], per_lead[den], strict=True)]
         out.notes.append(
             f"{num.split(' ', 1)[0]} / {den.split(':')[0]}: {statistics.median(ratios):.2f} "
@@ -363,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--paced-requests", type=int, default=20, help="requests at 5/s")
     parser.add_argument("--paced-trials", type=int, default=3)
+    parser.add_argument(
+        "--only", nargs="+", choices=list(KEYS), default=list(KEYS), help="variants to run"
+    )
+    parser.add_argument("--loads", nargs="+", choices=LOADS, default=LOADS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     add_output_flag(parser)
     return parser
@@ -373,17 +382,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve:
         asyncio.run(_serve())
         return
+    names = [KEYS[key] for key in args.only]
     requests = max(10, args.requests // 10 * 10)  # whole rounds of 1,000 submit() callers
+    paced = max(10, args.paced_requests // 10 * 10)
     tables = []
     with Server() as url:
         for c in (1, 10):
-            per_lead = measure(url, requests, c, False, args.trials)
-            title = f"Client CPU per lead: {requests} requests of 100 leads, c={c} in flight"
-            tables.append(table(title, per_lead, args.trials))
-        paced = max(10, args.paced_requests // 10 * 10)
-        per_lead = measure(url, paced, 10, True, args.paced_trials)
-        title = f"Client CPU per lead at the real pace: {paced} requests at 5/s (c=10 allowed)"
-        tables.append(table(title, per_lead, args.paced_trials))
+            if f"c{c}" in args.loads:
+                per_lead = measure(url, requests, c, False, args.trials, names)
+                title = f"Client CPU per lead: {requests} requests of 100 leads, c={c} in flight"
+                tables.append(table(title, per_lead, args.trials))
+        if "paced" in args.loads:
+            per_lead = measure(url, paced, 10, True, args.paced_trials, names)
+            title = f"Client CPU per lead at the real pace: {paced} requests at 5/s (c=10 allowed)"
+            tables.append(table(title, per_lead, args.paced_trials))
     emit(tables, args.json)
 
 
