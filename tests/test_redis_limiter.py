@@ -34,7 +34,7 @@ from calltouch_async import CallMatch, CalltouchClient, LeadComment, RateLimiter
 from calltouch_async._limiter import RateLimiter
 from calltouch_async.redis_limiter import RedisRateLimiter
 from calltouch_async.testing import CalltouchEmulator
-from helpers import max_in_window
+from helpers import max_in_window, new_emulator
 
 sys.path.insert(0, str(Path(__file__).parent))
 from redis_server import RedisServer, free_port
@@ -318,8 +318,8 @@ async def test_redis_killed_mid_run_stops_every_start_then_recovers() -> None:
 
 def emulator() -> CalltouchEmulator:
     """Calltouch's rule, strictly: at most 5 arrivals in any 1 s window, no added jitter."""
-    return CalltouchEmulator(
-        site_id=12345, access_token="test-token", rate_limit=5, rate_period=1.0, inbound_jitter=0.0
+    return new_emulator(
+        0, access_token="test-token", rate_limit=5, rate_period=1.0, inbound_jitter=0.0
     )
 
 
