@@ -7,9 +7,10 @@ caller's input. The checks are plain ``isinstance`` and length tests: cheap enou
 every lead of a million-lead stream.
 
 Nearly every lead is valid, so a lead is checked twice only when it fails: first a pass that
-builds no paths (the common ``CallMatch`` inline, the rest through the same ``_check_*``
-functions with an empty path), then, only if that found something, the full pass that names
-where. Both passes share the rules, so they cannot disagree.
+formats no position into paths (the common ``CallMatch`` id inline, everything else through the
+same ``_check_*`` functions with an empty path), then, only if that found something, the full
+pass that names where. The passes share every rule but that inline id check, which
+``tests/test_validation.py`` holds equal to ``_check_positive_int`` by property tests.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _all_problems(lead: object, position: int) -> list[Problem]:
 
 
 def _passes(lead: object) -> bool:
-    """True when ``lead`` has no problem; builds no path and no message on the way.
+    """True when ``lead`` has no problem; formats no position and, when valid, no message.
 
     May answer False for a valid lead (an ``int`` subclass as id, say): the full pass then
     finds nothing, which only costs time. It must never answer True for an invalid one.
