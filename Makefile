@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# A second venv with the lowest dependency versions pyproject.toml allows (see test-lowest).
+LOWEST       := .venv-lowest
+LOWEST_PINS  := .ci/lowest-versions.txt
+LOWEST_STAMP := $(LOWEST)/.installed
 
-.PHONY: test lint typecheck pytest demo bench clean
+.PHONY: test test-lowest lint typecheck pytest demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +23,20 @@ test: $(STAMP)
 	$(BIN)/mypy --strict calltouch_async
 	$(BIN)/pytest
 
+$(LOWEST)/bin/python:
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
+
+# The test extra as usual, with aiohttp, aiolimiter and msgspec held at their lower bounds by a
+# constraints file: extras others add keep installing, and a bound that no longer works fails.
+$(LOWEST_STAMP): pyproject.toml $(LOWEST_PINS) | $(LOWEST)/bin/python
+	$(LOWEST)/bin/python -m pip install --quiet -e '.[test]' -c $(LOWEST_PINS)
+	touch $(LOWEST_STAMP)
+
+# The suite against the lowest allowed versions (CI runs it after `test`).
+test-lowest: $(LOWEST_STAMP)
+	$(LOWEST)/bin/pytest -p no:cacheprovider
+
 demo: $(STAMP)
 	$(BIN)/calltouch-async demo
 
@@ -28,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --out benchmarks/results.latest.md
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(LOWEST) .mypy_cache .pytest_cache .ruff_cache .hypothesis

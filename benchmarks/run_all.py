@@ -34,7 +34,8 @@ BENCHES: dict[str, tuple[str, list[str], list[str], str]] = {
     ),
     "codec": ("bench_codec.py", [], [], "2. Codec: msgspec vs json vs pydantic"),
     "overhead": (
-        "bench_overhead.py", [], ["--requests", "50", "--trials", "2"],
+        "bench_overhead.py", [],
+        ["--requests", "50", "--trials", "2", "--paced-requests", "10", "--paced-trials", "1"],
         "3. Client CPU overhead over a bare aiohttp POST",
     ),
     "memory": (

@@ -31,12 +31,9 @@ from ._errors import MalformedResponseError
 __all__ = [
     "DATE_FORMAT",
     "UNSET",
-    "ApiErrorData",
     "CallContactMatch",
-    "CallContactParams",
     "CallInfo",
     "CallMatch",
-    "CallParams",
     "CallTypeToMatch",
     "CommentResult",
     "CommentStatus",
@@ -44,16 +41,13 @@ __all__ = [
     "LeadOutcome",
     "Match",
     "RequestContactMatch",
-    "RequestContactParams",
     "RequestInfo",
     "RequestMatch",
-    "RequestParams",
     "RequestTypeToMatch",
     "ResponseData",
     "TagsLogic",
     "UnsetType",
     "Violation",
-    "decode_request",
     "decode_response",
     "encode_request",
     "format_date",
@@ -389,20 +383,14 @@ def _encode_subclass(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} in a Calltouch request")
 
 
-# One encoder and two decoders for the life of the process: msgspec caches type info in them.
+# One encoder and one decoder for the life of the process: msgspec caches type info in them.
 _encoder = msgspec.json.Encoder(enc_hook=_encode_subclass)
 _response_decoder = msgspec.json.Decoder(_ResponseBody)
-_request_decoder = msgspec.json.Decoder(_CommentRequest)
 
 
 def encode_request(leads: Sequence[LeadComment]) -> bytes:
     """The JSON body for one request: ``{"comments": [...]}``."""
     return _encoder.encode(_CommentRequest(leads))
-
-
-def decode_request(body: bytes) -> list[LeadComment]:
-    """Parse a request body back into leads (for tests and tools)."""
-    return list(_request_decoder.decode(body).comments)
 
 
 def decode_response(body: bytes) -> ResponseData:

@@ -5,6 +5,12 @@ other 99 leads of its request). Problems are reported with Calltouch's own path 
 relative to the lead (``matching[0].callParams.callId``): the result's ``index`` says which
 lead it is. The checks are plain ``isinstance`` and length tests: cheap enough for
 every lead of a million-lead stream.
+
+Nearly every lead is valid, so a lead is checked twice only when it fails: first a pass that
+formats no position into paths (the common ``CallMatch`` id inline, everything else through the
+same ``_check_*`` functions with an empty path), then, only if that found something, the full
+pass that names where. The passes share every rule but that inline id check, which
+``tests/test_validation.py`` holds equal to ``_check_positive_int`` by property tests.
 """
 
 from __future__ import annotations
@@ -59,12 +65,43 @@ def describe(problems: list[Problem]) -> str:
 
 def validate_lead(lead: object) -> list[Problem]:
     """Every problem of ``lead`` (an empty list when it can be sent); paths relative to it."""
+    return [] if _passes(lead) else _all_problems(lead)
+
+
+def _all_problems(lead: object) -> list[Problem]:
+    """The full pass: every problem, each with its path within the lead."""
     if not isinstance(lead, LeadComment):
         return [Problem("", f"must be a LeadComment, not {type(lead).__name__}")]
     problems: list[Problem] = []
     _check_comment(lead.comment, "addComment", problems)
     _check_matching(lead.matching, "matching", problems)
     return problems
+
+
+def _passes(lead: object) -> bool:
+    """True when ``lead`` has no problem; formats no position and, when valid, no message.
+
+    May answer False for a valid lead (an ``int`` subclass as id, say): the full pass then
+    finds nothing, which only costs time. It must never answer True for an invalid one.
+    """
+    if not isinstance(lead, LeadComment):
+        return False
+    found: list[Problem] = []  # stays empty on the fast path: the checks append only on failure
+    _check_comment(lead.comment, "", found)
+    matching = lead.matching
+    if not isinstance(matching, list | tuple) or not 0 < len(matching) <= MAX_MATCHING_ENTRIES:
+        return False
+    for entry in matching:
+        if type(entry) is CallMatch:  # the usual entry, inline: a plain positive int id
+            params = entry.params
+            call_id = params.call_id
+            if type(call_id) is not int or not 0 < call_id <= _MAX_INT64:
+                return False
+            if params.tags is not _UNSET or params.tags_logic is not _UNSET:
+                _check_tags(params, "", found)
+        else:
+            _check_entry(entry, "", found)
+    return not found
 
 
 def _check_comment(comment: object, path: str, problems: list[Problem]) -> None:

@@ -1,45 +1,45 @@
-"""Shared fixtures: a real emulator on 127.0.0.1 and leads that match its generated calls."""
+"""Fixtures over :mod:`helpers`: the one way to get an emulator, and a raw HTTP session.
+
+The helpers themselves live in ``helpers.py``; the names below stay importable from here for
+test files written before it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
-from calltouch_async import CallMatch, CalltouchClient, LeadComment
 from calltouch_async.testing import CalltouchEmulator
+from helpers import SITE_ID, TOKEN, EmulatorFactory, client_for, make_leads, new_emulator
 
-SITE_ID = 12345
-TOKEN = "s3cret-t0ken-value"
-
-
-def make_leads(n: int, *, prefix: str = "lead", first_id: int = 1) -> list[LeadComment]:
-    """``n`` valid leads matching calls ``first_id..``, each with a unique comment text."""
-    return [
-        LeadComment([CallMatch(first_id + i)], f"{prefix}-{i}") for i in range(n)
-    ]
-
-
-EmulatorFactory = Callable[..., AbstractAsyncContextManager[CalltouchEmulator]]
+__all__ = ["SITE_ID", "TOKEN", "EmulatorFactory", "client_for", "make_leads"]
 
 
 @pytest.fixture
-def emulator() -> EmulatorFactory:
-    """``async with emulator(calls=N, **knobs) as emu``: started, seeded with N calls."""
+async def emulator() -> AsyncIterator[EmulatorFactory]:
+    """``emulator(calls=N, **knobs)``: :func:`helpers.new_emulator`, closed after the test.
 
-    @asynccontextmanager
-    async def start(calls: int = 1000, **knobs: Any) -> AsyncIterator[CalltouchEmulator]:
-        knobs.setdefault("site_id", SITE_ID)
-        knobs.setdefault("access_token", TOKEN)
-        async with CalltouchEmulator(**knobs) as emu:
-            emu.generate(calls=calls, requests=calls)
-            yield emu
+    Use the result with ``async with emulator(...) as emu`` (or ``await emu.start()``).
+    """
+    made: list[CalltouchEmulator] = []
 
-    return start
+    def factory(calls: int = 1000, **knobs: Any) -> CalltouchEmulator:
+        emu = new_emulator(calls, **knobs)
+        made.append(emu)
+        return emu
+
+    try:
+        yield factory
+    finally:
+        for emu in made:
+            await emu.close()
 
 
-def client_for(emu: CalltouchEmulator, **options: Any) -> CalltouchClient:
-    options.setdefault("rate_limiter", None)
-    return CalltouchClient(SITE_ID, TOKEN, base_url=emu.base_url, **options)
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session, for tests that speak to the emulator without our client."""
+    async with aiohttp.ClientSession() as session:
+        yield session

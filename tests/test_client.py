@@ -18,7 +18,7 @@ from calltouch_async import (
     RequestMatch,
 )
 from calltouch_async.testing import Fault
-from conftest import SITE_ID, TOKEN, EmulatorFactory, client_for, make_leads
+from helpers import SITE_ID, TOKEN, EmulatorFactory, client_for, make_leads
 
 OK = CommentStatus.COMMENTED
 

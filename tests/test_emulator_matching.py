@@ -12,8 +12,9 @@ import aiohttp
 import pytest
 
 from calltouch_async.testing import CalltouchEmulator
+from helpers import SITE_ID, TOKEN, EmulatorFactory
 
-HEADERS = {"Access-Token": "test-token", "SiteId": "12345"}
+HEADERS = {"Access-Token": TOKEN, "SiteId": str(SITE_ID)}
 NOON = datetime(2020, 10, 1, 12, 0, 0)
 PHONE = "79001234567"
 _texts = itertools.count()
@@ -90,15 +91,9 @@ def _with_tags(params: dict[str, Any], tags: list[str] | None, logic: str | None
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[CalltouchEmulator]:
-    async with CalltouchEmulator(rate_limit=None) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+async def emu(emulator: EmulatorFactory) -> AsyncIterator[CalltouchEmulator]:
+    async with emulator(0, rate_limit=None) as started:
+        yield started
 
 
 async def comment(

@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 
 from calltouch_async.testing import CalltouchEmulator
+from helpers import SITE_ID, TOKEN, EmulatorFactory
 
-HEADERS = {"Access-Token": "test-token", "SiteId": "12345"}
+HEADERS = {"Access-Token": TOKEN, "SiteId": str(SITE_ID)}
 MD5 = hashlib.md5(b"79001234567").hexdigest()
 
 MISSING = "This field is missing."
@@ -230,16 +231,10 @@ CASES: list[tuple[str, Mutation, Path, str]] = [
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[CalltouchEmulator]:
-    async with CalltouchEmulator(rate_limit=None) as emulator:
-        emulator.add_call(1, phones=["79001234567"], time=datetime(2020, 10, 1, 12), tags=["t"])
-        yield emulator
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+async def emu(emulator: EmulatorFactory) -> AsyncIterator[CalltouchEmulator]:
+    async with emulator(0, rate_limit=None) as started:
+        started.add_call(1, phones=["79001234567"], time=datetime(2020, 10, 1, 12), tags=["t"])
+        yield started
 
 
 async def send(http: aiohttp.ClientSession, emu: CalltouchEmulator, body: Any) -> tuple[int, Any]:

@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import SITE_ID, TOKEN, EmulatorFactory
+from helpers import SITE_ID, TOKEN, EmulatorFactory
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

@@ -22,8 +22,8 @@ from calltouch_async import (
     RequestContactMatch,
     RetryPolicy,
 )
-from calltouch_async.testing import CalltouchEmulator, Fault
-from conftest import SITE_ID, TOKEN
+from calltouch_async.testing import Fault
+from helpers import SITE_ID, TOKEN, new_emulator
 
 S = CommentStatus
 FAULTS = [
@@ -52,8 +52,7 @@ async def scenario(
     kinds: list[str], faults: list[tuple[Fault, int]], ordered: bool, in_flight: int
 ) -> None:
     leads = [make_lead(i, kind) for i, kind in enumerate(kinds)]
-    async with CalltouchEmulator(site_id=SITE_ID, access_token=TOKEN, rate_limit=None) as emu:
-        emu.generate(calls=400)
+    async with new_emulator(400, rate_limit=None) as emu:
         for fault, number in faults:
             emu.inject(fault, on_requests=[number])
         retry = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
@@ -106,10 +105,7 @@ async def closing_scenario(
     leads = [make_lead(i, kind) for i, kind in enumerate(kinds)]
     close_after = max(1, int(close_at * len(leads)))  # results read before closing
     results = []
-    async with CalltouchEmulator(
-        site_id=SITE_ID, access_token=TOKEN, rate_limit=None, latency=(0.02, 0.1)
-    ) as emu:
-        emu.generate(calls=400)
+    async with new_emulator(400, rate_limit=None, latency=(0.02, 0.1)) as emu:
         client = CalltouchClient(
             SITE_ID, TOKEN, base_url=emu.base_url, rate_limiter=None, max_in_flight=in_flight,
             flush_timeout=flush_timeout,

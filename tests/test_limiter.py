@@ -9,20 +9,7 @@ import pytest
 
 from calltouch_async import SlidingWindowLimiter, SpacedLimiter
 from calltouch_async._limiter import RateLimiter, shared_limiter
-
-
-class FakeClock:
-    """A clock that only moves when someone sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
+from helpers import FakeClock, max_in_window
 
 
 def window_limiter(clock: FakeClock, **kw: float) -> SlidingWindowLimiter:
@@ -38,10 +25,6 @@ async def starts(limiter: RateLimiter, clock: FakeClock, n: int) -> list[float]:
             permit.sent()
         times.append(clock.now)
     return times
-
-
-def max_in_any_window(times: list[float], window: float) -> int:
-    return max(sum(1 for t in times if start <= t < start + window) for start in times)
 
 
 async def test_five_start_at_once_and_the_sixth_waits_a_full_window() -> None:
@@ -64,7 +47,7 @@ async def test_never_more_than_five_in_any_window_under_concurrency() -> None:
 
     await asyncio.gather(*(worker() for _ in range(7)))
     assert len(times) == 70
-    assert max_in_any_window(times, 1.05) == 5
+    assert max_in_window(times, 1.05) == 5
     # And it does not waste the window: 70 starts take 13 full windows after the first burst.
     assert max(times) == pytest.approx(13 * 1.05)
 

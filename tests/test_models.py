@@ -28,12 +28,12 @@ from calltouch_async._models import (
     RequestMatch,
     RequestTypeToMatch,
     TagsLogic,
-    decode_request,
     decode_response,
     encode_request,
     format_date,
     normalize_phone,
 )
+from helpers import decode_leads
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -139,7 +139,7 @@ def test_doc_example_keeps_matching_order_and_puts_type_first() -> None:
 
 def test_doc_example_round_trips() -> None:
     lead = doc_example_lead()
-    assert decode_request(encode_request([lead])) == [lead]
+    assert decode_leads(encode_request([lead])) == [lead]
 
 
 def test_body_is_utf8_not_ascii_escaped() -> None:
@@ -284,7 +284,7 @@ def test_unknown_enum_strings_pass_through() -> None:
     assert matching[0]["callParams"]["tagsLogic"] == "xor"
     assert matching[1]["callContactParams"]["callTypeToMatch"] == "farthest"
     assert matching[2]["requestContactParams"]["requestTypeToMatch"] == "newKind"
-    assert decode_request(encode_request([lead])) == [lead]
+    assert decode_leads(encode_request([lead])) == [lead]
 
 
 def test_match_type_names_the_wire_type() -> None:
@@ -455,7 +455,7 @@ def expected_json(spec: tuple[list[tuple[str, dict[str, Any]]], str]) -> dict[st
 def test_round_trip(specs: list[tuple[list[tuple[str, dict[str, Any]]], str]]) -> None:
     leads = [build_lead(spec) for spec in specs]
     body = encode_request(leads)
-    assert decode_request(body) == leads
+    assert decode_leads(body) == leads
     assert json.loads(body) == {"comments": [expected_json(spec) for spec in specs]}
 
 
@@ -464,7 +464,7 @@ def test_round_trip(specs: list[tuple[list[tuple[str, dict[str, Any]]], str]]) -
 def test_any_comment_text_survives_stdlib_json(comment: str) -> None:
     body = encode_request([LeadComment([CallMatch(1)], comment)])
     assert json.loads(body)["comments"][0]["addComment"] == comment
-    assert decode_request(body)[0].comment == comment
+    assert decode_leads(body)[0].comment == comment
 
 
 @FAST

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 import os
 import sys
@@ -35,6 +34,7 @@ from calltouch_async import CallMatch, CalltouchClient, LeadComment, RateLimiter
 from calltouch_async._limiter import RateLimiter
 from calltouch_async.redis_limiter import RedisRateLimiter
 from calltouch_async.testing import CalltouchEmulator
+from helpers import max_in_window, new_emulator
 
 sys.path.insert(0, str(Path(__file__).parent))
 from redis_server import RedisServer, free_port
@@ -61,12 +61,6 @@ async def r(redis_url: str) -> AsyncIterator[aredis.Redis]:
 
 def fresh_key() -> str:
     return "test-" + uuid.uuid4().hex[:12]
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    """Most starts in any half-open window ``[t, t + window)``."""
-    times = sorted(times)
-    return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
 
 
 # --- the slot computation, with injected time ---------------------------------------------
@@ -324,8 +318,8 @@ async def test_redis_killed_mid_run_stops_every_start_then_recovers() -> None:
 
 def emulator() -> CalltouchEmulator:
     """Calltouch's rule, strictly: at most 5 arrivals in any 1 s window, no added jitter."""
-    return CalltouchEmulator(
-        site_id=12345, access_token="test-token", rate_limit=5, rate_period=1.0, inbound_jitter=0.0
+    return new_emulator(
+        0, access_token="test-token", rate_limit=5, rate_period=1.0, inbound_jitter=0.0
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from calltouch_async import CommentStatus, RetryPolicy
 from calltouch_async._transport import parse_retry_after
 from calltouch_async.testing import Fault
-from conftest import EmulatorFactory, client_for, make_leads
+from helpers import EmulatorFactory, client_for, make_leads
 
 
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:

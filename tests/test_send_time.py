@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from calltouch_async import CalltouchClient, CommentStatus, SendTimeTrace
-from conftest import SITE_ID, TOKEN, EmulatorFactory, make_leads
+from helpers import SITE_ID, TOKEN, EmulatorFactory, make_leads
 
 HANDSHAKE = 0.15
 

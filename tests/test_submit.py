@@ -16,7 +16,7 @@ from calltouch_async import (
     LeadComment,
 )
 from calltouch_async.testing import Fault
-from conftest import EmulatorFactory, client_for, make_leads
+from helpers import EmulatorFactory, client_for, make_leads, until
 
 OK = CommentStatus.COMMENTED
 
@@ -86,7 +86,7 @@ async def test_a_caller_cancelled_after_sending_is_not_resent(emulator: Emulator
     lead = make_leads(1)[0]
     async with emulator(calls=10, latency=0.3) as emu, client_for(emu, linger=0.01) as client:
         task = asyncio.create_task(client.submit(lead))
-        await asyncio.sleep(0.15)  # sent; the answer takes 0.3 s
+        await until(lambda: emu.ledger.requests)  # sent; the answer takes 0.3 s
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -122,7 +122,8 @@ async def test_close_reports_what_could_not_be_sent(emulator: EmulatorFactory) -
         client = client_for(emu, linger=0.01, flush_timeout=0.3)
         async with client:
             tasks = [asyncio.create_task(client.submit(lead)) for lead in make_leads(4)]
-            await asyncio.sleep(0.1)  # sent; the answer takes 2 s, longer than the flush allows
+            # Sent; the answer takes 2 s, longer than the flush allows.
+            await until(lambda: emu.ledger.requests)
         results = await asyncio.gather(*tasks)
     assert {r.status for r in results} == {CommentStatus.UNKNOWN}
     assert "on its way" in (results[0].error or "")
@@ -146,7 +147,7 @@ async def test_callers_waiting_for_room_at_close_are_told_it_closed(
         client = client_for(emu, max_pending=1, linger=0.01)
         async with client:
             tasks = [asyncio.create_task(client.submit(lead)) for lead in make_leads(3)]
-            await asyncio.sleep(0.1)  # the first is sent; the others wait for room
+            await until(lambda: emu.ledger.requests)  # the first is sent; the others wait
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         with pytest.raises(ClientClosedError):
             await client.submit(make_leads(1)[0])

@@ -28,6 +28,8 @@ from calltouch_async._validation import (
     MAX_COMMENT_CHARS,
     MAX_MATCHING_ENTRIES,
     Problem,
+    _all_problems,
+    _passes,
     describe,
     validate_lead,
 )
@@ -662,3 +664,37 @@ def test_validate_never_raises_and_valid_leads_encode(lead: object) -> None:
         parsed = json.loads(body)
         assert len(parsed["comments"]) == 1
         assert parsed["comments"][0]["addComment"] == lead.comment
+
+
+def _has_int_subclass_call_id(lead: object) -> bool:
+    matching = getattr(lead, "matching", None)
+    return isinstance(matching, list | tuple) and any(
+        type(e) is CallMatch and type(e.params.call_id) is not int for e in matching
+    )
+
+
+@FUZZ
+@given(fuzz_leads)
+def test_the_fast_pass_agrees_with_the_full_pass(lead: object) -> None:
+    # The fast pass decides alone for valid leads, so it must never pass an invalid one; and
+    # it must pass every valid one except the int-subclass ids it leaves to the full pass.
+    full = _all_problems(lead)
+    if _passes(lead):
+        assert full == []
+    elif not _has_int_subclass_call_id(lead):
+        assert full != []
+
+
+def test_a_plain_valid_lead_takes_the_fast_pass() -> None:
+    assert _passes(lead_with(CallMatch(1)))
+    assert _passes(lead_with(CallMatch(1, tags=["a"], tags_logic="or")))
+    assert _passes(lead_with(call_contact()))
+    assert not _passes(lead_with(CallMatch(0)))
+    assert not _passes(lead_with(CallMatch(1), "  "))
+
+
+@FUZZ
+@given(st.integers(min_value=-(2**64), max_value=2**64), st.sampled_from(["ok", " ", ""]))
+def test_the_fast_pass_checks_call_ids_and_comments(call_id: int, comment: str) -> None:
+    lead = LeadComment([CallMatch(call_id)], comment)
+    assert _passes(lead) == (not _all_problems(lead))

@@ -29,7 +29,6 @@ __all__ = [
     "IdMatcher",
     "Matcher",
     "Request",
-    "md5_phone",
     "normalize_phone",
 ]
 
@@ -42,11 +41,6 @@ def normalize_phone(phone: str) -> str:
     if len(digits) == 11 and digits[0] == "8":
         return "7" + digits[1:]
     return digits
-
-
-def md5_phone(phone: str) -> str:
-    """Lower-case hex MD5 of the normalised phone (which form Calltouch hashes is unknown)."""
-    return hashlib.md5(normalize_phone(phone).encode()).hexdigest()
 
 
 def _naive(moment: datetime) -> datetime:
