@@ -9,7 +9,6 @@ from types import TracebackType
 from typing import Final, Self
 
 import aiohttp
-from yarl import URL
 
 from ._coalescer import Coalescer
 from ._constants import (
@@ -177,7 +176,7 @@ class CalltouchClient:
 
     def _resolve_limiter(self) -> RateLimiter | None:
         if self._limiter_arg is UNSET:
-            return shared_limiter(URL(self.base_url).host or self.base_url)
+            return shared_limiter(self.base_url)
         return self._limiter_arg
 
     async def aclose(self) -> None:
