@@ -37,6 +37,19 @@ def sliding_counts(arrivals: list[float], period: float = 1.0) -> list[int]:
     return [i - bisect.bisect_right(arrivals, t - period) + 1 for i, t in enumerate(arrivals)]
 
 
+def trailing_curve(arrivals: list[float], period: float = 1.0) -> tuple[list[float], list[int]]:
+    """The arrivals in the ``period`` ending at each moment, as a step curve: +1 at each
+    arrival, -1 when it leaves the window (leavings first when they coincide)."""
+    events = sorted([(t, 1) for t in arrivals] + [(t + period, -1) for t in arrivals],
+                    key=lambda e: (e[0], e[1]))
+    xs, ys, count = [0.0], [0], 0
+    for t, change in events:
+        count += change
+        xs.append(t)
+        ys.append(count)
+    return xs, ys
+
+
 def collect(args: argparse.Namespace) -> dict[str, list[tuple[float, int]]]:
     """Per client, its arrivals at the server: (seconds from the first, HTTP status)."""
     runs: dict[str, list[tuple[float, int]]] = {}
@@ -64,7 +77,7 @@ def draw(runs: dict[str, list[tuple[float, int]]], out: Path, title: str) -> Non
     for ax, (key, arrivals) in zip(axes, runs.items(), strict=True):
         times = [t for t, _ in arrivals]
         counts = sliding_counts(times)
-        ax.step(times, counts, where="post", color="tab:blue", lw=1.2,
+        ax.step(*trailing_curve(times), where="post", color="tab:blue", lw=1.2,
                 label="arrivals in the last 1 s")
         ax.axhline(5, color="black", ls="--", lw=1, label="Calltouch's limit: 5 per 1 s")
         limited = [(t, c) for (t, status), c in zip(arrivals, counts, strict=True)
