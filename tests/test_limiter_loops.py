@@ -1,4 +1,5 @@
-"""One rate limit per process, whatever the event loops and threads, judged by a server.
+"""One rate limit per process, whatever the event loops and threads, judged by a server;
+and the limiter through the real stack (a 429 widens the margin, a refused request frees its slot).
 
 The emulator runs in its own process (``benchmarks/_server.py``), strict (5 per 1 s, no
 jitter), so the arrivals it counts are not bent by the clients' CPU work. Every case checks
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -21,9 +25,13 @@ from typing import Any
 
 import pytest
 
-from calltouch_async import CalltouchClient, CommentStatus, SlidingWindowLimiter
+from calltouch_async import CalltouchClient, CommentStatus, RetryPolicy, SlidingWindowLimiter
 from calltouch_async._client import UNSET
-from conftest import SITE_ID, make_leads
+from calltouch_async._constants import ADAPTIVE_MARGIN_MAX, DEFAULT_RATE_MARGIN
+from calltouch_async._limiter import shared_limiter
+from calltouch_async.testing import Fault
+from conftest import SITE_ID, EmulatorFactory, make_leads
+from conftest import TOKEN as EMULATOR_TOKEN
 
 SERVER = Path(__file__).resolve().parent.parent / "benchmarks" / "_server.py"
 TOKEN = "test-token"  # the token benchmarks/_server.py accepts
@@ -139,3 +147,38 @@ def test_negative_control_a_limiter_per_thread_overruns_the_window(
     assert_exactly_once(stats, {"left": 500, "right": 500})
     assert stats["max_in_1s_all"] > 5
     assert stats["rate_limited"] > 0
+
+
+# --------------------------------------------------------------------------- the real stack
+
+
+async def test_an_unexpected_429_widens_the_margin_for_every_client_of_the_host(
+    emulator: EmulatorFactory,
+) -> None:
+    async with emulator(calls=10) as emu:
+        emu.inject(Fault.RATE_LIMIT, on_requests=[1])  # the server's window disagrees once
+        limiter = shared_limiter(emu.base_url)
+        assert limiter.window == pytest.approx(1.0 + DEFAULT_RATE_MARGIN)
+        async with CalltouchClient(SITE_ID, EMULATOR_TOKEN, base_url=emu.base_url) as c:
+            (result,) = await c.comment(make_leads(1))
+        assert result.status is CommentStatus.COMMENTED  # retried after the 429
+        assert emu.ledger.status_counts() == {429: 1, 200: 1}
+        # Every client of this host, on any loop, now shares the wider margin.
+        assert limiter.window == pytest.approx(1.0 + ADAPTIVE_MARGIN_MAX)
+
+
+async def test_a_request_that_never_left_gives_its_slot_back() -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    limiter = SlidingWindowLimiter()
+    retry = RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.01)
+    async with CalltouchClient(
+        SITE_ID, EMULATOR_TOKEN, base_url=f"http://127.0.0.1:{port}",
+        rate_limiter=limiter, retry=retry,
+    ) as client:
+        (result,) = await client.comment(make_leads(1))
+    assert result.status is CommentStatus.FAILED  # six attempts, none sent
+    # Six permits were taken (one per attempt) and none of them counts any more.
+    left = limiter._permits
+    assert left and all(p.counted_at(time.monotonic()) == -math.inf for p in left)
