@@ -340,3 +340,36 @@ async def test_a_fixed_margin_does_not_adapt() -> None:
     limiter = window_limiter(clock, margin=0.05, max_margin=0.05)
     await limiter.cooldown(0.0)
     assert limiter.window == pytest.approx(1.05)
+
+
+async def test_waiters_get_their_starts_in_the_order_they_came() -> None:
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.0)
+    await starts(limiter, clock, 5)
+    started: dict[int, float] = {}
+
+    async def waiter(name: int) -> None:
+        (await limiter.acquire()).sent()
+        started[name] = clock.now
+
+    tasks = []
+    for name in range(7):
+        tasks.append(asyncio.create_task(waiter(name)))
+        await asyncio.sleep(0)  # each one reserves before the next comes
+    await asyncio.gather(*tasks)
+    # Never a later start for one that came earlier: five at 1.0, then two at 2.0.
+    assert [started[name] for name in range(7)] == [1.0] * 5 + [2.0] * 2
+
+
+async def test_a_newcomer_does_not_jump_ahead_of_a_reserved_waiter() -> None:
+    # Slots freed while the first waiter sleeps (requests that never left) do not let a
+    # newcomer start before it.
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.0)
+    permits = [await limiter.acquire() for _ in range(5)]
+    first = asyncio.create_task(starts(limiter, clock, 1))
+    await asyncio.sleep(0)  # it reserves the start at 1.0 and sleeps
+    for permit in permits[:3]:
+        permit.settle(sent=False)
+    second = await starts(limiter, clock, 1)
+    assert second[0] >= (await first)[0] == pytest.approx(1.0)

@@ -33,7 +33,7 @@ from redis.crc import key_slot
 
 from calltouch_async import CallMatch, CalltouchClient, LeadComment, RateLimiterUnavailableError
 from calltouch_async._constants import ADAPTIVE_MARGIN_HOLD, ADAPTIVE_MARGIN_STEP_EVERY
-from calltouch_async._limiter import RateLimiter
+from calltouch_async._limiter import Permit, RateLimiter
 from calltouch_async.redis_limiter import RedisRateLimiter
 from calltouch_async.testing import CalltouchEmulator
 
@@ -162,6 +162,8 @@ async def test_a_429_during_a_pause_does_not_widen_again(r: aredis.Redis) -> Non
     await limiter.cooldown(2.0, now_us=T0)  # widens at T0
     await limiter.cooldown(2.0, now_us=T0 + SECOND)  # paused: one of the same burst
     assert int(await r.get(limiter.keys[2]) or -1) == T0
+    permit = await limiter.acquire()  # every limiter returns a permit; this one does not move
+    assert isinstance(permit, Permit) and not permit.pending and permit.waited >= 0
     fixed = RedisRateLimiter(r, key=fresh_key(), max_margin=0.05)
     await fixed.cooldown(1.0, now_us=T0)
     assert await r.get(fixed.keys[2]) is None
