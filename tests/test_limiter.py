@@ -373,3 +373,25 @@ async def test_a_newcomer_does_not_jump_ahead_of_a_reserved_waiter() -> None:
         permit.settle(sent=False)
     second = await starts(limiter, clock, 1)
     assert second[0] >= (await first)[0] == pytest.approx(1.0)
+
+
+async def test_a_waiter_whose_loop_never_wakes_it_does_not_stall_the_others() -> None:
+    # A waiter reserves a start, then its loop stops running it (not cancelled, never back):
+    # it counts as one start, and the others go on around it.
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.0)
+    await starts(limiter, clock, 5)
+    never = asyncio.Event()
+
+    async def stuck_sleep(_: float) -> None:
+        await never.wait()
+
+    limiter._sleep = stuck_sleep
+    stuck = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    limiter._sleep = clock.sleep
+    assert await starts(limiter, clock, 4) == [1.0] * 4  # the stuck one holds the fifth slot
+    assert await starts(limiter, clock, 1) == [2.0]
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
