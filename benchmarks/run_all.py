@@ -1,7 +1,8 @@
 """Run every benchmark (``make bench``), print plain tables, write ``benchmarks/results.md``.
 
 Each benchmark runs as its own process (and starts its own emulator processes), in the
-issue's order: throughput, codec, CPU overhead, memory, coalescing, margin sweep.
+issue's order: throughput, codec, CPU overhead, memory, coalescing, margin sweep, loops and
+threads, the plot.
 ``--quick`` runs small sizes (a smoke test of the whole suite in about a minute);
 ``--only NAME...`` runs a subset.
 """
@@ -50,6 +51,14 @@ BENCHES: dict[str, tuple[str, list[str], list[str], str]] = {
         "bench_margin.py", [],
         ["--leads", "1000", "--jitters", "0.03", "--margins", "0", "0.05", "--no-spaced"],
         "6. Margin sweep",
+    ),
+    "loops": (
+        "bench_loops.py", [], ["--thread-leads", "500", "--runs", "3"],
+        "7. One limit for every loop and thread",
+    ),
+    "plot": (
+        "bench_plot.py", [], ["--leads", "1000", "--out", "/tmp/rate_limit_quick.png"],
+        "8. A picture of the limit (benchmarks/rate_limit.png)",
     ),
 }
 TIMEOUT = 420.0  # seconds per benchmark: a hang must not eat the whole budget

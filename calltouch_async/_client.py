@@ -17,7 +17,6 @@ from typing import Self
 
 import aiohttp
 from msgspec import UNSET, UnsetType
-from yarl import URL
 
 from ._coalescer import Coalescer, SubmitSource
 from ._constants import (
@@ -224,7 +223,7 @@ class CalltouchClient:
 
     def _resolve_limiter(self) -> RateLimiter | None:
         if isinstance(self._limiter_arg, UnsetType):
-            return shared_limiter(URL(self.base_url).host or self.base_url)
+            return shared_limiter(self.base_url)
         return self._limiter_arg
 
     async def aclose(self, *, flush_timeout: float | None = None) -> None:

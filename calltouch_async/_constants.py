@@ -18,6 +18,16 @@ RATE_LIMIT_PERIOD = 1.0
 #: the README's margin sweep for the figures.
 DEFAULT_RATE_MARGIN = 0.05
 
+#: Adaptive margin (README, "The rate limit"): a 429 the limiter did not expect widens the
+#: margin at once to ADAPTIVE_MARGIN_MAX for everyone sharing the limiter; it stays there for
+#: ADAPTIVE_MARGIN_HOLD seconds after the last such 429, then narrows by ADAPTIVE_MARGIN_STEP
+#: every ADAPTIVE_MARGIN_STEP_EVERY seconds back to the base margin. Chosen with
+#: benchmarks/bench_margin.py: see the README for the figures.
+ADAPTIVE_MARGIN_MAX = 0.20
+ADAPTIVE_MARGIN_HOLD = 60.0
+ADAPTIVE_MARGIN_STEP = 0.05
+ADAPTIVE_MARGIN_STEP_EVERY = 30.0
+
 #: Requests running at once: a round trip of ~1-2 s at 5 requests/s needs ~10 in flight.
 DEFAULT_MAX_IN_FLIGHT = 10
 

@@ -12,31 +12,45 @@ Calltouch counts requests per client IP in any one-second window and answers the
 
 aiolimiter's ``AsyncLimiter(5, 1)`` keeps neither: it is a leaky bucket that starts full, so it
 admits 5 at once and another 4 before the first second ends. aiolimiter has no sliding log, so
-:class:`SlidingWindowLimiter` is written here (a short list and a lock, nothing more).
+:class:`SlidingWindowLimiter` is written here.
+
+**One limiter per process and host.** Calltouch limits per IP, so :func:`shared_limiter` gives
+every client of the process that talks to one host the same limiter, whatever its event loop
+or thread. Its state sits behind a :class:`threading.Lock` (an :class:`asyncio.Lock` would
+bind it to one loop). A caller *reserves* a start time under that lock and sleeps until it
+on its own loop, so no loop ever has to wake another.
 
 **When a request starts.** Taking a permit is not the moment Calltouch sees the request: a
-new connection first costs a TCP and TLS handshake (tens to hundreds of milliseconds), a
-warm one nothing. If starts were counted when the permit is taken, a first burst on cold
-connections followed by a burst on warm ones could reach Calltouch six in one second. So
-:meth:`SlidingWindowLimiter.acquire` returns a :class:`Permit` that the client marks
-:meth:`~Permit.sent` when the request's headers are written (an aiohttp trace); until then
-the start counts as "now", so nothing can start a window ahead of it.
+new connection first costs a TCP and TLS handshake, a warm one nothing. So
+:meth:`SlidingWindowLimiter.acquire` returns a :class:`Permit` that counts as starting "now"
+until it is settled: :meth:`Permit.settle` with ``sent=True`` moves its start to when the
+request's headers were written, ``sent=False`` frees its slot (the request never left).
 
-After a 429, :meth:`~RateLimiter.cooldown` pauses the limiter for every request that shares it.
-Limiters are per event loop: an :class:`asyncio.Lock` binds to the loop it first runs on.
+**Adaptive margin.** A 429 that arrives while the limiter is not paused is one its log did
+not expect (every start it allowed kept the window): the network spread arrivals more than
+the margin. :meth:`SlidingWindowLimiter.cooldown` then widens the margin at once to
+``max_margin`` for everyone sharing the limiter, holds it while 429s keep coming, and narrows
+it back step by step once none has come for a while (steps in ``_constants.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import math
+import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from aiolimiter import AsyncLimiter
 
 from ._constants import (
+    ADAPTIVE_MARGIN_HOLD,
+    ADAPTIVE_MARGIN_MAX,
+    ADAPTIVE_MARGIN_STEP,
+    ADAPTIVE_MARGIN_STEP_EVERY,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_RATE_MARGIN,
     RATE_LIMIT_PERIOD,
@@ -44,10 +58,12 @@ from ._constants import (
 )
 
 __all__ = [
+    "AdaptiveMargin",
     "Permit",
     "RateLimiter",
     "SlidingWindowLimiter",
     "SpacedLimiter",
+    "canonical_host",
     "shared_limiter",
 ]
 
@@ -56,92 +72,186 @@ Sleep = Callable[[float], Awaitable[None]]
 
 # A request's headers are written within the connect timeout of its permit, or never: the
 # client bounds requests in flight below its pool size, so a permit never waits for a
-# connection (on a session you pass in, give the connector at least max_in_flight).
-_LONGEST_SEND = DEFAULT_CONNECT_TIMEOUT + 1.0
+# connection. A permit nobody settles counts as sent this long after it was granted.
+_LONGEST_SEND: Final = DEFAULT_CONNECT_TIMEOUT + 1.0
+
+# Permit states. WAITING: a reservation inside acquire(); PENDING: granted, not yet settled.
+_WAITING: Final = 0
+_PENDING: Final = 1
+_SENT: Final = 2
+_UNUSED: Final = 3
+_STATE_NAMES: Final = ("waiting", "pending", "sent", "unused")
 
 
 class Permit:
     """One request's start, as a limiter counts it.
 
-    It counts from when the permit was taken until :meth:`sent` moves it to the moment the
-    request really went out; a permit not yet sent counts as starting "now". The client calls
-    :meth:`sent` when the request's headers are written, and again (a no-op by then) when the
-    exchange ends, whatever happened.
+    ``at`` is when the start counts: for a granted permit, when it was granted until it is
+    settled; once settled as sent, when the request really went out. ``waited`` is how many
+    seconds :meth:`RateLimiter.acquire` waited for it (the telemetry's limiter wait).
+
+    The client settles every permit exactly once, through :meth:`settle`: ``sent=True`` when
+    the request's headers are written, ``sent=False`` when the exchange ended without the
+    request leaving. Only the first call counts. Permits of :class:`SpacedLimiter` and the
+    Redis limiter are counted from when they were granted and do not move.
     """
 
-    __slots__ = ("_clock", "at", "pending")
+    __slots__ = ("_clock", "_lock", "at", "state", "waited")
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(
+        self, clock: Clock, lock: threading.Lock | None = None, *, movable: bool = True
+    ) -> None:
         self._clock = clock
+        self._lock = lock
         self.at = clock()
-        self.pending = True
+        self.state = _PENDING if movable else _SENT
+        self.waited = 0.0
 
     def __repr__(self) -> str:
-        state = "pending" if self.pending else "sent"
-        return f"Permit(at={self.at:.3f}, {state})"
+        return f"Permit(at={self.at:.3f}, {_STATE_NAMES[self.state]}, waited={self.waited:.3f})"
+
+    @property
+    def pending(self) -> bool:
+        """Granted, and not settled yet: it counts as starting "now"."""
+        return self.state == _PENDING
+
+    def settle(self, *, sent: bool) -> None:
+        """The request went out now (``sent``), or ended without leaving (frees the slot)."""
+        if self._lock is None:
+            self._settle(sent)
+            return
+        with self._lock:  # another thread may be reading this permit's start
+            self._settle(sent)
 
     def sent(self) -> None:
-        """The request has gone out now (only the first call counts)."""
-        if self.pending:
-            self.pending = False
-            self.at = max(self.at, self._clock())
+        """Shorthand for ``settle(sent=True)`` (for callers using a limiter directly)."""
+        self.settle(sent=True)
+
+    def _settle(self, sent: bool) -> None:
+        if self.state == _PENDING:
+            if sent:
+                self.at = max(self.at, self._clock())
+            self.state = _SENT if sent else _UNUSED
 
     def counted_at(self, now: float) -> float:
-        """When this start counts: its send time, or ``now`` while it may still go out.
+        """When this start counts at ``now``: its send time, or ``now`` while it may still go out.
 
-        The client marks every permit sent when its request is written, and again when the
-        exchange ends. A permit nobody marks (a caller using a limiter directly and
-        forgetting :meth:`sent`) counts as sent once a request could no longer be on its
-        way (the connect timeout, plus a second), so it slows the limiter but cannot stall
-        every client sharing it.
+        A reservation counts from its reserved time. A permit nobody settles counts as sent
+        once a request could no longer be on its way (the connect timeout, plus a second), so
+        it slows the limiter but cannot stall every client sharing it. A permit settled as not
+        sent counts never (``-inf``).
         """
-        if not self.pending:
+        if self.state == _SENT:
             return self.at
-        return min(now, self.at + _LONGEST_SEND)
+        if self.state == _UNUSED:
+            return -math.inf
+        return max(self.at, min(now, self.at + _LONGEST_SEND))
 
 
 @runtime_checkable
 class RateLimiter(Protocol):
     """What the client needs from a limiter."""
 
-    async def acquire(self) -> Permit | None:
+    async def acquire(self) -> Permit:
         """Wait until one more request may start now, and count it as started.
 
-        A limiter that can count the start from when the request is really sent returns a
-        :class:`Permit`, and whoever sends must call its :meth:`~Permit.sent`; one that
-        counts from now returns ``None``.
+        Whoever sends must settle the permit (:meth:`Permit.settle`) once it is known whether
+        the request left.
         """
 
     async def cooldown(self, seconds: float) -> None:
         """Let no request start for ``seconds`` (called after a 429)."""
 
 
-class _Pausable:
-    """What both limiters share: validated settings, a clock, and the pause after a 429."""
+class AdaptiveMargin:
+    """The margin after the last unexpected 429, as a pure function of time.
 
-    __slots__ = ("_clock", "_paused_until", "_sleep")
+    ``base`` while quiet. An unexpected 429 at ``t`` sets it to ``top``; from ``t + hold`` on
+    it narrows by ``step`` every ``every`` seconds until it is back at ``base``. ``top <=
+    base`` turns adaptation off. Not thread-safe by itself: its limiter guards it.
+    """
+
+    __slots__ = ("base", "every", "hold", "step", "top", "widened_at")
+
+    def __init__(
+        self,
+        base: float,
+        top: float = ADAPTIVE_MARGIN_MAX,
+        *,
+        hold: float = ADAPTIVE_MARGIN_HOLD,
+        step: float = ADAPTIVE_MARGIN_STEP,
+        every: float = ADAPTIVE_MARGIN_STEP_EVERY,
+    ) -> None:
+        if hold < 0 or step <= 0 or every <= 0:
+            raise ValueError("hold must not be negative; step and every must be positive")
+        self.base = base
+        self.top = max(base, top)
+        self.hold = hold
+        self.step = step
+        self.every = every
+        self.widened_at = -math.inf
+
+    def __repr__(self) -> str:
+        return f"AdaptiveMargin(base={self.base:.0%}, top={self.top:.0%})"
+
+    @property
+    def lifetime(self) -> float:
+        """Seconds after a widening until the margin is back at ``base``."""
+        return self.hold + math.ceil((self.top - self.base) / self.step - 1e-9) * self.every
+
+    def widen(self, now: float) -> None:
+        self.widened_at = now
+
+    def at(self, now: float) -> float:
+        quiet = now - self.widened_at - self.hold
+        if quiet < 0:
+            return self.top
+        if quiet >= self.lifetime:  # long quiet (or never widened)
+            return self.base
+        return max(self.base, self.top - (math.floor(quiet / self.every) + 1) * self.step)
+
+
+class _Pausable:
+    """What both in-process limiters share: settings, a clock, the pause after a 429."""
+
+    __slots__ = ("_clock", "_lock", "_paused_until", "_sleep", "period", "rate")
 
     def __init__(
         self, rate: int, period: float, margin: float, clock: Clock, sleep: Sleep
     ) -> None:
         _check_limits(rate, period, margin)
+        self.rate = rate
+        self.period = period
         self._clock = clock
         self._sleep = sleep
-        self._paused_until = float("-inf")
+        self._lock = threading.Lock()
+        self._paused_until = -math.inf
 
     async def cooldown(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        with self._lock:
+            now = self._clock()
+            if now >= self._paused_until:
+                self._unexpected_429(now)
+            self._paused_until = max(self._paused_until, now + seconds)
+
+    def _unexpected_429(self, now: float) -> None:
+        """A 429 came while not paused (limiters with an adaptive margin widen it)."""
 
 
 class SlidingWindowLimiter(_Pausable):
     """At most ``rate`` starts in any window of ``period * (1 + margin)`` seconds.
 
-    Waiters are served in arrival order (:class:`asyncio.Lock` is FIFO). A waiter cancelled
-    while waiting takes no slot. ``clock`` and ``sleep`` can be replaced (tests use a fake
-    clock); they must agree with each other.
+    Safe to share between event loops and threads: the state is guarded by a thread lock, and
+    each caller sleeps on its own loop until its reserved start. Waiters are served in the
+    order they arrived (a waiter whose loop is slow to wake may be overtaken; it is never
+    starved). A waiter cancelled while waiting takes no slot. ``clock`` and ``sleep`` can be
+    replaced (tests use a fake clock); they must agree with each other.
+
+    ``max_margin`` is the margin an unexpected 429 widens the window to (see
+    :class:`AdaptiveMargin`); ``max_margin=margin`` keeps the margin fixed.
     """
 
-    __slots__ = ("_lock", "_permits", "rate", "window")
+    __slots__ = ("_permits", "margin")
 
     def __init__(
         self,
@@ -149,38 +259,83 @@ class SlidingWindowLimiter(_Pausable):
         period: float = RATE_LIMIT_PERIOD,
         *,
         margin: float = DEFAULT_RATE_MARGIN,
+        max_margin: float = ADAPTIVE_MARGIN_MAX,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         super().__init__(rate, period, margin, clock, sleep)
-        self.rate = rate
-        self.window = period * (1.0 + margin)
+        self.margin = AdaptiveMargin(margin, max_margin)
+        # Reservations and granted permits, in the order they were reserved.
         self._permits: list[Permit] = []
-        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rate={self.rate}, window={self.window:.3f}s)"
 
-    async def acquire(self) -> Permit:
-        async with self._lock:
-            while (wait := self._wait_time(self._clock())) > 0:
-                await self._sleep(wait)
-            permit = Permit(self._clock)
-            self._permits.append(permit)
-            return permit
+    @property
+    def window(self) -> float:
+        """The window in force now: ``period * (1 + margin)``, the margin as adapted."""
+        with self._lock:
+            return self._window(self._clock())
 
-    def _wait_time(self, now: float) -> float:
-        # Starts a full window old can no longer share a window with one starting now.
-        self._permits = [p for p in self._permits if p.counted_at(now) > now - self.window]
-        wait = self._paused_until - now
-        if len(self._permits) >= self.rate:
-            starts = sorted(p.counted_at(now) for p in self._permits)
-            wait = max(wait, starts[-self.rate] + self.window - now)
-        return wait
+    def _window(self, now: float) -> float:
+        return self.period * (1.0 + self.margin.at(now))
+
+    def _unexpected_429(self, now: float) -> None:
+        self.margin.widen(now)
+
+    async def acquire(self) -> Permit:
+        began = self._clock()
+        permit = Permit(self._clock, self._lock)
+        permit.state = _WAITING
+        try:
+            while True:
+                with self._lock:
+                    now = self._clock()
+                    wait = self._reserve(permit, now)
+                    if wait <= 0:
+                        permit.at, permit.state, permit.waited = now, _PENDING, now - began
+                        return permit
+                await self._sleep(wait)
+        except BaseException:
+            with self._lock:  # cancelled while waiting: the slot goes to the others
+                if permit in self._permits:
+                    self._permits.remove(permit)
+            raise
+
+    def _reserve(self, permit: Permit, now: float) -> float:
+        """Seconds until ``permit`` may start; it holds that start as a reservation meanwhile.
+
+        Counted against it: every granted permit, and the reservations made before it (a
+        later one must not push it back). It also never starts before an earlier reservation,
+        which keeps the line in order.
+        """
+        longest = self.period * (1.0 + self.margin.top)
+        self._permits = [p for p in self._permits if p.counted_at(now) > now - longest]
+        if permit not in self._permits:
+            self._permits.append(permit)
+        earliest = max(now, self._paused_until)
+        counted: list[float] = []
+        ahead = True
+        for other in self._permits:
+            if other is permit:
+                ahead = False
+            elif ahead or other.state != _WAITING:
+                at = other.counted_at(now)
+                counted.append(at)
+                if other.state == _WAITING:
+                    earliest = max(earliest, at)
+        if len(counted) >= self.rate:
+            earliest = max(earliest, heapq.nlargest(self.rate, counted)[-1] + self._window(now))
+        permit.at = earliest
+        return earliest - now
 
 
 class SpacedLimiter(_Pausable):
-    """One start every ``period * (1 + margin) / rate`` seconds (aiolimiter underneath)."""
+    """One start every ``period * (1 + margin) / rate`` seconds (aiolimiter underneath).
+
+    aiolimiter's bucket binds to the event loop it first runs on, so keep one per loop; its
+    permits count from when they were granted and its margin does not adapt.
+    """
 
     __slots__ = ("_bucket", "interval")
 
@@ -201,7 +356,8 @@ class SpacedLimiter(_Pausable):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(interval={self.interval:.3f}s)"
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Permit:
+        began = self._clock()
         while True:
             while (wait := self._paused_until - self._clock()) > 0:
                 await self._sleep(wait)
@@ -209,7 +365,9 @@ class SpacedLimiter(_Pausable):
             # A 429 may have paused everyone while this waited in the bucket: then wait out
             # the pause and queue again, so the waiters do not all start when it ends.
             if self._paused_until <= self._clock():
-                return
+                permit = Permit(self._clock, movable=False)
+                permit.waited = permit.at - began
+                return permit
 
 
 def _check_limits(rate: int, period: float, margin: float) -> None:
@@ -221,18 +379,42 @@ def _check_limits(rate: int, period: float, margin: float) -> None:
         raise ValueError(f"margin must not be negative, got {margin}")
 
 
-# One limiter per (event loop, API host): Calltouch limits per IP, so every client of this
-# process that talks to the same host must draw on the same budget.
-_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, RateLimiter]] = (
-    weakref.WeakKeyDictionary()
-)
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
-def shared_limiter(host: str) -> RateLimiter:
-    """The process-wide default limiter for ``host`` on the running event loop."""
-    loop = asyncio.get_running_loop()
-    per_host = _shared.setdefault(loop, {})
-    limiter = per_host.get(host)
-    if limiter is None:
-        limiter = per_host[host] = SlidingWindowLimiter()
-    return limiter
+def canonical_host(base_url: str) -> str:
+    """``base_url``'s host as the shared limiters key it: lowercase, without a default port.
+
+    ``https://API.Calltouch.ru:443/`` and ``https://api.calltouch.ru`` give
+    ``api.calltouch.ru``; a bare host (no scheme) is taken as is, lowercased.
+    """
+    if "://" not in base_url:
+        return base_url.strip().lower()
+    parts = urlsplit(base_url.strip())
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or port == _DEFAULT_PORTS.get(parts.scheme.lower()):
+        return host
+    return f"{host}:{port}"
+
+
+# One limiter per API host for the whole process: Calltouch limits per IP, so every client
+# of this process, on any loop or thread, that talks to the same host draws on one budget.
+_shared: dict[str, SlidingWindowLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_limiter(base_url: str) -> SlidingWindowLimiter:
+    """The process-wide default limiter for ``base_url``'s host (see :func:`canonical_host`).
+
+    Created on first use (never at import), then shared by every client of this process on
+    every event loop and thread.
+    """
+    host = canonical_host(base_url)
+    with _shared_lock:
+        limiter = _shared.get(host)
+        if limiter is None:
+            limiter = _shared[host] = SlidingWindowLimiter()
+        return limiter

@@ -2,8 +2,8 @@
 
 The classification is what keeps comments from being lost or doubled: it separates answers
 that prove nothing was executed (safe to repeat) from those where the comments may have been
-applied (never repeated unless the caller opts in). This module knows nothing of chunks,
-retries or limiters.
+applied (never repeated unless the caller opts in). This module knows nothing of chunks or
+retries; of limiters it knows only the permit, which :class:`Attempt` settles.
 """
 
 from __future__ import annotations
@@ -56,25 +56,36 @@ class Exchange:
 class Attempt:
     """One POST's progress: whether its request may have left, and its rate-limit permit.
 
-    ``on_sent`` is called once, when the request may have left.
+    ``on_sent`` is called once, when the request may have left. The permit is settled in one
+    place, :meth:`_settle`, exactly once: as sent when the request may have left
+    (:meth:`mark_sent`), or as not sent when the exchange ends without that (:meth:`finish`).
     """
 
     __slots__ = ("may_be_sent", "on_sent", "permit")
 
     def __init__(
-        self, permit: Permit | None, on_sent: Callable[[], None] | None = None
+        self, permit: Permit | None = None, on_sent: Callable[[], None] | None = None
     ) -> None:
         self.permit = permit
         self.on_sent = on_sent
         self.may_be_sent = False
 
     def mark_sent(self) -> None:
-        if self.permit is not None:
-            self.permit.sent()
+        """The request may have left now: its start counts from now."""
         if not self.may_be_sent:
             self.may_be_sent = True
+            self._settle(sent=True)
             if self.on_sent is not None:
                 self.on_sent()
+
+    def finish(self) -> None:
+        """The exchange is over: a permit whose request never left frees its slot."""
+        if not self.may_be_sent:
+            self._settle(sent=False)
+
+    def _settle(self, *, sent: bool) -> None:
+        if self.permit is not None:
+            self.permit.settle(sent=sent)
 
 
 class SendTimeTrace(aiohttp.TraceConfig):
@@ -134,8 +145,7 @@ class Transport:
         try:
             return await self._post(body, attempt)
         finally:
-            if attempt.permit is not None:
-                attempt.permit.sent()
+            attempt.finish()
 
     async def _post(self, body: bytes, attempt: Attempt) -> Exchange:
         try:

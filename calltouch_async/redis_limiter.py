@@ -42,8 +42,18 @@ Keys, all under one hash tag (one slot on Redis Cluster), namespaced per API hos
 
     {calltouch:<host>:<key>}:starts   sorted set: score = reserved start, server time in µs
     {calltouch:<host>:<key>}:pause    string: server time in µs before which nothing starts
+    {calltouch:<host>:<key>}:margin   string: server time in µs of the last unexpected 429
 
-Both expire on their own once they no longer matter.
+All expire on their own once they no longer matter.
+
+Adaptive margin
+---------------
+A 429 that comes while no pause is in force was not expected: the network spread the
+arrivals more than the margin. :meth:`~RedisRateLimiter.cooldown` then records the server
+time in the ``:margin`` key, and every acquire script, in every process, widens the window to
+``max_margin`` for as long as the in-process limiter does, then narrows it back step by step
+(the steps are the in-process limiter's, from ``_constants.py``). The key expires once the
+margin is back at its base.
 
 Failure and cancellation
 ------------------------
@@ -78,13 +88,17 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ._constants import (
+    ADAPTIVE_MARGIN_HOLD,
+    ADAPTIVE_MARGIN_MAX,
+    ADAPTIVE_MARGIN_STEP,
+    ADAPTIVE_MARGIN_STEP_EVERY,
     DEFAULT_BASE_URL,
     DEFAULT_RATE_MARGIN,
     RATE_LIMIT_PERIOD,
     RATE_LIMIT_REQUESTS,
 )
 from ._errors import RateLimiterUnavailableError
-from ._limiter import _check_limits
+from ._limiter import AdaptiveMargin, Permit, _check_limits
 from ._redis_budget import RedisDailyCounter
 
 __all__ = [
@@ -121,19 +135,34 @@ _REFUSED: Final = (
     _redis_errors.NoPermissionError,
 )
 
-#: KEYS[1] reservations (sorted set), KEYS[2] pause (string), both holding server time in µs.
-#: ARGV[1] rate, ARGV[2] window in µs, ARGV[3] a unique member name for this reservation,
-#: ARGV[4] "now" in µs overriding TIME: empty in production, set only by tests.
-#: Returns {wait µs, reserved start µs, now µs}.
+#: KEYS[1] reservations (sorted set), KEYS[2] pause (string), KEYS[3] when the margin was
+#: last widened (string), all holding server time in µs.
+#: ARGV[1] rate, ARGV[2] base window in µs, ARGV[3] a unique member name for this reservation,
+#: ARGV[4] "now" in µs overriding TIME: empty in production, set only by tests,
+#: ARGV[5] widest window in µs, ARGV[6] hold in µs, ARGV[7] window step in µs, ARGV[8] step
+#: period in µs (the adaptive margin: widest for `hold` after a widening, then one step
+#: narrower every step period down to the base window).
+#: Returns {wait µs, reserved start µs, now µs, window µs}.
 _ACQUIRE_LUA: Final = """
 local rate = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local now = tonumber(ARGV[4])
+local widest = math.max(tonumber(ARGV[5]), window)
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local widened = tonumber(redis.call('GET', KEYS[3]))
+if widened then
+  local quiet = now - widened - tonumber(ARGV[6])
+  if quiet < 0 then
+    window = widest
+  else
+    local steps = math.floor(quiet / tonumber(ARGV[8])) + 1
+    window = math.max(window, widest - steps * tonumber(ARGV[7]))
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - widest)
 local slot = now
 local paused = tonumber(redis.call('GET', KEYS[2]))
 if paused and paused > slot then slot = paused end
@@ -148,12 +177,15 @@ if n > 0 then
 end
 redis.call('ZADD', KEYS[1], slot, ARGV[3])
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(rate + 1))
-redis.call('PEXPIRE', KEYS[1], math.ceil((slot - now + window) / 1000) + 1)
-return {slot - now, slot, now}
+redis.call('PEXPIRE', KEYS[1], math.ceil((slot - now + widest) / 1000) + 1)
+return {slot - now, slot, now, window}
 """
 
-#: KEYS[1] pause (string, server time in µs). ARGV[1] pause length in µs, ARGV[2] "now" in µs
-#: overriding TIME (tests only). Never shortens a longer pause already set.
+#: KEYS[1] pause (string, server time in µs), KEYS[2] when the margin was last widened.
+#: ARGV[1] pause length in µs, ARGV[2] "now" in µs overriding TIME (tests only), ARGV[3] how
+#: long a widening lasts in µs (0: the margin does not adapt). Never shortens a longer pause
+#: already set. A 429 that comes while no pause is in force was not expected: it widens the
+#: margin for every process (the key expires once the margin is back at its base).
 #: Returns {paused until µs, now µs}.
 _COOLDOWN_LUA: Final = """
 local now = tonumber(ARGV[2])
@@ -163,6 +195,10 @@ if not now then
 end
 local pause_end = now + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]))
+local lasts = tonumber(ARGV[3])
+if lasts > 0 and not (current and current > now) then
+  redis.call('SET', KEYS[2], now, 'PX', math.ceil(lasts / 1000) + 1)
+end
 if current and current >= pause_end then
   return {current, now}
 end
@@ -179,6 +215,8 @@ class Reservation:
     """Server time when the script ran."""
     slot_us: int
     """Server time at which the request may start."""
+    window_us: int = 0
+    """The window in force when the script ran (wider after an unexpected 429)."""
 
     @property
     def wait(self) -> float:
@@ -202,6 +240,9 @@ class RedisRateLimiter:
     :param period: the server's window, seconds.
     :param margin: extra window length as a fraction of ``period`` (absorbs network jitter
         and differences in latency between workers and Redis).
+    :param max_margin: the margin an unexpected 429 (one that came while no pause was in
+        force) widens the window to, for every process sharing the budget, narrowing back
+        to ``margin`` as in the in-process limiter; ``max_margin=margin`` turns that off.
     :param unavailable_timeout: seconds to keep retrying while Redis cannot be reached before
         :class:`~calltouch_async.RateLimiterUnavailableError` is raised.
     """
@@ -209,9 +250,11 @@ class RedisRateLimiter:
     __slots__ = (
         "_acquire_script",
         "_cooldown_script",
+        "_margin_key",
         "_pause_key",
         "_redis",
         "_starts_key",
+        "_widening",
         "host",
         "key",
         "rate",
@@ -229,6 +272,7 @@ class RedisRateLimiter:
         rate: int = RATE_LIMIT_REQUESTS,
         period: float = RATE_LIMIT_PERIOD,
         margin: float = DEFAULT_RATE_MARGIN,
+        max_margin: float = ADAPTIVE_MARGIN_MAX,
         unavailable_timeout: float = DEFAULT_UNAVAILABLE_TIMEOUT,
     ) -> None:
         _check_limits(rate, period, margin)
@@ -243,10 +287,20 @@ class RedisRateLimiter:
         #: Window in microseconds, rounded up (rounding may only make the limiter stricter).
         self.window_us = math.ceil(period * (1.0 + margin) * 1_000_000)
         self.window = self.window_us / 1_000_000
+        adaptive = AdaptiveMargin(margin, max_margin)
+        # [widest window, hold, window step, step period, how long a widening lasts], in µs.
+        self._widening = [
+            max(self.window_us, math.ceil(period * (1.0 + adaptive.top) * 1_000_000)),
+            round(ADAPTIVE_MARGIN_HOLD * 1_000_000),
+            max(1, round(period * ADAPTIVE_MARGIN_STEP * 1_000_000)),
+            round(ADAPTIVE_MARGIN_STEP_EVERY * 1_000_000),
+            round(adaptive.lifetime * 1_000_000) if adaptive.top > margin else 0,
+        ]
         self.unavailable_timeout = unavailable_timeout
         tag = "{calltouch:" + host + ":" + key + "}"
         self._starts_key = tag + ":starts"
         self._pause_key = tag + ":pause"
+        self._margin_key = tag + ":margin"
         self._redis = redis
         # register_script computes the SHA once; each call is EVALSHA, and redis-py loads the
         # script again on NOSCRIPT (a restarted or different server).
@@ -260,20 +314,26 @@ class RedisRateLimiter:
         )
 
     @property
-    def keys(self) -> tuple[str, str]:
-        """The Redis keys used: ``(reservations, pause)``; they share one hash tag."""
-        return (self._starts_key, self._pause_key)
+    def keys(self) -> tuple[str, str, str]:
+        """The Redis keys used: ``(reservations, pause, margin)``; they share one hash tag."""
+        return (self._starts_key, self._pause_key, self._margin_key)
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Permit:
         """Reserve the next start slot in Redis, then sleep until it (on the loop's clock).
 
+        Returns a permit counted from its reserved slot (it does not move when settled).
         Raises :class:`~calltouch_async.RateLimiterUnavailableError` if Redis stays
         unreachable for ``unavailable_timeout`` seconds. Cancelled while sleeping, the
         reservation stays used (that costs one slot of throughput, never safety).
         """
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         reservation = await self.reserve()
         if reservation.wait > 0:
             await asyncio.sleep(reservation.wait)
+        permit = Permit(loop.time, movable=False)
+        permit.waited = permit.at - began
+        return permit
 
     async def reserve(self, *, now_us: int | None = None) -> Reservation:
         """Reserve the next start slot and return it, without sleeping.
@@ -283,23 +343,26 @@ class RedisRateLimiter:
         tests of the slot computation only: a budget must see either real time or injected
         time, never both.
         """
-        args: list[str | int] = [self.rate, self.window_us, uuid.uuid4().hex, _now_arg(now_us)]
-        _wait_us, slot_us, server_now_us = await self._call(
-            self._acquire_script, [self._starts_key, self._pause_key], args, "acquire"
+        args: list[str | int] = [
+            self.rate, self.window_us, uuid.uuid4().hex, _now_arg(now_us), *self._widening[:4]
+        ]
+        keys = [self._starts_key, self._pause_key, self._margin_key]
+        _wait_us, slot_us, server_now_us, window_us = await self._call(
+            self._acquire_script, keys, args, "acquire"
         )
-        return Reservation(now_us=server_now_us, slot_us=slot_us)
+        return Reservation(now_us=server_now_us, slot_us=slot_us, window_us=window_us)
 
     async def cooldown(self, seconds: float, *, now_us: int | None = None) -> None:
         """Let no process start a request for ``seconds`` from now (server time).
 
-        Never shortens a longer pause already in force. ``now_us`` replaces the server's
-        ``TIME`` (tests only, as in :meth:`reserve`).
+        Called after a 429. Never shortens a longer pause already in force. A 429 that comes
+        while no pause is in force widens the margin for every process sharing the budget.
+        ``now_us`` replaces the server's ``TIME`` (tests only, as in :meth:`reserve`).
         """
-        if seconds <= 0:
-            return
-        pause_us = round(seconds * 1_000_000)
+        pause_us = max(0, round(seconds * 1_000_000))
+        args = [pause_us, _now_arg(now_us), self._widening[4]]
         await self._call(
-            self._cooldown_script, [self._pause_key], [pause_us, _now_arg(now_us)], "cooldown"
+            self._cooldown_script, [self._pause_key, self._margin_key], args, "cooldown"
         )
 
     async def _call(

@@ -1,15 +1,50 @@
-"""Limiter behaviour on a controllable clock (no real sleeping), plus the shared default."""
+"""Limiter behaviour on a controllable clock (no real sleeping), plus the shared default.
+
+The shared default across event loops and threads, against a server's ledger, is in
+``test_limiter_loops.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 
 import pytest
 
-from calltouch_async import SlidingWindowLimiter, SpacedLimiter
-from calltouch_async._limiter import RateLimiter, shared_limiter
-from helpers import FakeClock, max_in_window
+from calltouch_async import Permit, SlidingWindowLimiter, SpacedLimiter
+from calltouch_async._constants import (
+    ADAPTIVE_MARGIN_HOLD,
+    ADAPTIVE_MARGIN_MAX,
+    ADAPTIVE_MARGIN_STEP,
+    ADAPTIVE_MARGIN_STEP_EVERY,
+)
+from calltouch_async._limiter import RateLimiter, canonical_host, shared_limiter
+from helpers import max_in_window
+
+
+class FakeClock:
+    """Virtual time: a sleeper waits until the clock reaches its deadline, and the sleeper
+    with the earliest deadline moves the clock there once the other tasks had their turn."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._deadlines: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        deadline = self.now + max(0.0, seconds)
+        self._deadlines.append(deadline)
+        try:
+            while self.now < deadline:
+                for _ in range(3):  # let every runnable task reach its next sleep
+                    await asyncio.sleep(0)
+                if deadline <= min(self._deadlines):
+                    self.now = max(self.now, deadline)
+        finally:
+            self._deadlines.remove(deadline)
 
 
 def window_limiter(clock: FakeClock, **kw: float) -> SlidingWindowLimiter:
@@ -20,9 +55,7 @@ async def starts(limiter: RateLimiter, clock: FakeClock, n: int) -> list[float]:
     """Take ``n`` permits one after another, each sent as soon as it is granted."""
     times = []
     for _ in range(n):
-        permit = await limiter.acquire()
-        if permit is not None:
-            permit.sent()
+        (await limiter.acquire()).sent()
         times.append(clock.now)
     return times
 
@@ -110,10 +143,60 @@ async def test_spaced_limiter_cooldown() -> None:
     assert clock.now == pytest.approx(2.0)
 
 
-async def test_shared_limiter_is_one_per_host_and_loop() -> None:
-    a = shared_limiter("api.calltouch.ru")
+def test_shared_limiter_is_one_per_canonical_host() -> None:
+    a = shared_limiter("https://api.calltouch.ru")
+    assert shared_limiter("https://API.Calltouch.ru:443/") is a
     assert shared_limiter("api.calltouch.ru") is a
-    assert shared_limiter("127.0.0.1") is not a
+    assert shared_limiter("http://127.0.0.1:8080") is not a
+    assert canonical_host("http://127.0.0.1:80/x") == "127.0.0.1"
+    assert canonical_host("http://127.0.0.1:8080") == "127.0.0.1:8080"
+    assert canonical_host("http://[::1]:8080") == "[::1]:8080"
+
+
+def test_shared_limiter_is_one_for_every_loop_and_thread() -> None:
+    # Fails if the default is keyed per event loop (or per thread) again: back-to-back
+    # asyncio.run() calls and a loop in another thread all get the same limiter, and its
+    # sixth start, on another loop than the first five, waits a full window.
+    url = "http://127.0.0.1:9/per-loop-check"
+
+    async def take(n: int) -> tuple[SlidingWindowLimiter, list[Permit]]:
+        limiter = shared_limiter(url)
+        permits = [await limiter.acquire() for _ in range(n)]
+        for permit in permits:
+            permit.sent()
+        return limiter, permits
+
+    first, five = asyncio.run(take(5))
+    in_thread: list[tuple[SlidingWindowLimiter, list[Permit]]] = []
+    thread = threading.Thread(target=lambda: in_thread.append(asyncio.run(take(1))))
+    thread.start()
+    thread.join()
+    (other, (sixth,)) = in_thread[0]
+    assert other is first
+    assert asyncio.run(take(0))[0] is first
+    assert sixth.at >= five[0].at + first.window
+    assert sixth.waited > 0
+
+
+def test_starts_from_two_threads_share_one_window() -> None:
+    # Real time, a short period: the starts the limiter grants to two loops in two threads
+    # at once keep the window between them (its own grant times: no wall-clock assertion).
+    limiter = SlidingWindowLimiter(rate=5, period=0.2, margin=0.0, max_margin=0.0)
+    starts: list[float] = []
+
+    async def worker() -> None:
+        for _ in range(8):
+            permit = await limiter.acquire()
+            permit.sent()
+            starts.append(permit.at)
+
+    threads = [threading.Thread(target=asyncio.run, args=(worker(),)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(starts) == 16
+    assert max_in_window(sorted(starts), 0.2 - 1e-9) <= 5
 
 
 def test_bad_settings_are_refused() -> None:
@@ -142,7 +225,10 @@ async def test_a_permit_not_yet_sent_counts_as_starting_now() -> None:
     limiter = window_limiter(clock, margin=0.0)
     permits = [await limiter.acquire() for _ in range(5)]
     waiter = asyncio.create_task(starts(limiter, clock, 1))
-    await asyncio.sleep(0)  # the waiter sleeps one window: the five may go out any moment
+    for _ in range(1000):  # the waiter sleeps one window: the five may go out any moment
+        if clock.now >= 1.0:
+            break
+        await asyncio.sleep(0)
     assert not waiter.done() and clock.now == pytest.approx(1.0)
     for permit in permits:
         permit.sent()  # they all went out at 1.0
@@ -177,3 +263,132 @@ async def test_a_permit_never_marked_sent_cannot_stall_the_limiter() -> None:
         await limiter.acquire()  # a caller that forgets permit.sent()
     (start,) = await starts(limiter, clock, 1)
     assert start == pytest.approx(11.0 + 1.0)  # counted as sent 11 s on, then one window
+
+
+async def test_a_permit_settled_as_not_sent_frees_its_slot() -> None:
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.0)
+    permits = [await limiter.acquire() for _ in range(5)]
+    permits[0].settle(sent=False)  # e.g. the connection was refused: nothing reached the server
+    permits[0].settle(sent=True)  # only the first settlement counts
+    for permit in permits[1:]:
+        permit.sent()
+    assert await starts(limiter, clock, 1) == [0.0]
+
+
+async def test_every_limiter_returns_a_permit_with_its_wait() -> None:
+    clock = FakeClock()
+    spaced = SpacedLimiter(clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    await spaced.cooldown(2.0)
+    permit = await spaced.acquire()
+    assert isinstance(permit, Permit) and permit.waited == pytest.approx(2.0)
+    permit.settle(sent=True)  # counted from when it was granted: it does not move
+    assert permit.at == pytest.approx(2.0) and not permit.pending
+    window = window_limiter(clock, margin=0.0)
+    await starts(window, clock, 5)
+    sixth = await window.acquire()
+    assert sixth.waited == pytest.approx(1.0) and sixth.pending
+
+
+# --------------------------------------------------------------------------- adaptive margin
+
+
+async def test_an_unexpected_429_widens_the_margin_at_once_for_everyone() -> None:
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.05)
+    await starts(limiter, clock, 5)
+    await limiter.cooldown(0.0)  # a 429 while not paused: the log had allowed that start
+    assert limiter.window == pytest.approx(1.0 + ADAPTIVE_MARGIN_MAX)
+    assert await starts(limiter, clock, 1) == [pytest.approx(1.0 + ADAPTIVE_MARGIN_MAX)]
+
+
+async def test_a_429_during_a_pause_was_expected_and_does_not_restart_the_hold() -> None:
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.05)
+    await limiter.cooldown(1.0)  # unexpected: widens at 0
+    clock.now = 0.5
+    await limiter.cooldown(1.0)  # while paused: one of the same burst
+    clock.now = ADAPTIVE_MARGIN_HOLD  # the hold counts from 0, not from 0.5
+    assert limiter.window == pytest.approx(1.0 + ADAPTIVE_MARGIN_MAX - ADAPTIVE_MARGIN_STEP)
+
+
+async def test_the_margin_narrows_back_step_by_step_once_quiet() -> None:
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.05)
+    await limiter.cooldown(0.0)
+    seen = []
+    for t in (0.0, ADAPTIVE_MARGIN_HOLD - 0.01, *(
+        ADAPTIVE_MARGIN_HOLD + k * ADAPTIVE_MARGIN_STEP_EVERY for k in range(5)
+    )):
+        clock.now = t
+        seen.append(round(limiter.window - 1.0, 4))
+    assert seen == [0.2, 0.2, 0.15, 0.1, 0.05, 0.05, 0.05]
+    # Back at the base margin, the window is the base one again.
+    clock.now = 1000.0
+    times = await starts(limiter, clock, 6)
+    assert times[5] - times[0] == pytest.approx(1.05)
+    # A new unexpected 429 widens it again.
+    await limiter.cooldown(0.0)
+    assert limiter.window == pytest.approx(1.2)
+
+
+async def test_a_fixed_margin_does_not_adapt() -> None:
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.05, max_margin=0.05)
+    await limiter.cooldown(0.0)
+    assert limiter.window == pytest.approx(1.05)
+
+
+async def test_waiters_get_their_starts_in_the_order_they_came() -> None:
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.0)
+    await starts(limiter, clock, 5)
+    started: dict[int, float] = {}
+
+    async def waiter(name: int) -> None:
+        (await limiter.acquire()).sent()
+        started[name] = clock.now
+
+    tasks = []
+    for name in range(7):
+        tasks.append(asyncio.create_task(waiter(name)))
+        await asyncio.sleep(0)  # each one reserves before the next comes
+    await asyncio.gather(*tasks)
+    # Never a later start for one that came earlier: five at 1.0, then two at 2.0.
+    assert [started[name] for name in range(7)] == [1.0] * 5 + [2.0] * 2
+
+
+async def test_a_newcomer_does_not_jump_ahead_of_a_reserved_waiter() -> None:
+    # Slots freed while the first waiter sleeps (requests that never left) do not let a
+    # newcomer start before it.
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.0)
+    permits = [await limiter.acquire() for _ in range(5)]
+    first = asyncio.create_task(starts(limiter, clock, 1))
+    await asyncio.sleep(0)  # it reserves the start at 1.0 and sleeps
+    for permit in permits[:3]:
+        permit.settle(sent=False)
+    second = await starts(limiter, clock, 1)
+    assert second[0] >= (await first)[0] == pytest.approx(1.0)
+
+
+async def test_a_waiter_whose_loop_never_wakes_it_does_not_stall_the_others() -> None:
+    # A waiter reserves a start, then its loop stops running it (not cancelled, never back):
+    # it counts as one start, and the others go on around it.
+    clock = FakeClock()
+    limiter = window_limiter(clock, margin=0.0)
+    await starts(limiter, clock, 5)
+    never = asyncio.Event()
+
+    async def stuck_sleep(_: float) -> None:
+        await never.wait()
+
+    limiter._sleep = stuck_sleep
+    stuck = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    limiter._sleep = clock.sleep
+    assert await starts(limiter, clock, 4) == [1.0] * 4  # the stuck one holds the fifth slot
+    assert await starts(limiter, clock, 1) == [2.0]
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stuck

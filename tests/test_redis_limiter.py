@@ -31,7 +31,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from calltouch_async import CallMatch, CalltouchClient, LeadComment, RateLimiterUnavailableError
-from calltouch_async._limiter import RateLimiter
+from calltouch_async._constants import ADAPTIVE_MARGIN_HOLD, ADAPTIVE_MARGIN_STEP_EVERY
+from calltouch_async._limiter import Permit, RateLimiter
 from calltouch_async.redis_limiter import RedisRateLimiter
 from calltouch_async.testing import CalltouchEmulator
 from helpers import max_in_window, new_emulator
@@ -115,8 +116,8 @@ async def test_cooldown_never_shortens_a_longer_pause(r: aredis.Redis) -> None:
 
 
 async def test_keys_expire_on_their_own(r: aredis.Redis) -> None:
-    limiter = RedisRateLimiter(r, key=fresh_key(), rate=2, period=1.0, margin=0.0)
-    starts, pause = limiter.keys
+    limiter = RedisRateLimiter(r, key=fresh_key(), rate=2, period=1.0, margin=0.0, max_margin=0)
+    starts, pause, _ = limiter.keys
     await limiter.reserve()
     assert 0 < await r.pttl(starts) <= 1_001
     await limiter.cooldown(3.0)
@@ -128,11 +129,46 @@ async def test_keys_expire_on_their_own(r: aredis.Redis) -> None:
     assert 4_900 < await r.pttl(starts) <= 5_001
 
 
+async def test_an_unexpected_429_widens_the_shared_margin_then_it_narrows(
+    r: aredis.Redis,
+) -> None:
+    limiter = RedisRateLimiter(r, key=fresh_key(), margin=0.05)
+    other = RedisRateLimiter(r, key=limiter.key)  # another process, same budget
+    for _ in range(5):
+        await limiter.reserve(now_us=T0)
+    await limiter.cooldown(0.0, now_us=T0)  # no pause in force: unexpected, widens
+    sixth = await other.reserve(now_us=T0 + 1)
+    assert sixth.window_us == 1_200_000
+    assert sixth.slot_us == T0 + 1_200_000
+    lifetime = (ADAPTIVE_MARGIN_HOLD + 3 * ADAPTIVE_MARGIN_STEP_EVERY) * 1000  # ms
+    assert lifetime - 1_000 < await r.pttl(limiter.keys[2]) <= lifetime + 1
+    # From the end of the hold on, one step narrower per step period, down to the base.
+    hold = round(ADAPTIVE_MARGIN_HOLD * SECOND)
+    every = round(ADAPTIVE_MARGIN_STEP_EVERY * SECOND)
+    windows = [
+        (await other.reserve(now_us=T0 + hold + k * every)).window_us for k in range(-1, 4)
+    ]
+    assert windows == [1_200_000, 1_150_000, 1_100_000, 1_050_000, 1_050_000]
+
+
+async def test_a_429_during_a_pause_does_not_widen_again(r: aredis.Redis) -> None:
+    limiter = RedisRateLimiter(r, key=fresh_key())
+    await limiter.cooldown(2.0, now_us=T0)  # widens at T0
+    await limiter.cooldown(2.0, now_us=T0 + SECOND)  # paused: one of the same burst
+    assert int(await r.get(limiter.keys[2]) or -1) == T0
+    permit = await limiter.acquire()  # every limiter returns a permit; this one does not move
+    assert isinstance(permit, Permit) and not permit.pending and permit.waited >= 0
+    fixed = RedisRateLimiter(r, key=fresh_key(), max_margin=0.05)
+    await fixed.cooldown(1.0, now_us=T0)
+    assert await r.get(fixed.keys[2]) is None
+
+
 async def test_keys_share_one_hash_tag_namespaced_by_host(r: aredis.Redis) -> None:
     limiter = RedisRateLimiter(r, key="jobs", host="api.calltouch.ru")
     assert limiter.keys == (
         "{calltouch:api.calltouch.ru:jobs}:starts",
         "{calltouch:api.calltouch.ru:jobs}:pause",
+        "{calltouch:api.calltouch.ru:jobs}:margin",
     )
     assert len({key_slot(k.encode()) for k in limiter.keys}) == 1
     other_host = RedisRateLimiter(r, key="jobs", host="api.example.test")
@@ -202,7 +238,9 @@ def test_script_matches_brute_force_oracle(
     async def run() -> None:
         client = aredis.Redis.from_url(redis_url)
         try:
-            limiter = RedisRateLimiter(client, key=fresh_key(), rate=rate, period=1.0)
+            limiter = RedisRateLimiter(
+                client, key=fresh_key(), rate=rate, period=1.0, max_margin=0.0
+            )
             limiter.window_us = window  # any window, including odd microsecond counts
             now, paused, history = T0, 0, list[int]()
             for op, step, length in ops:
