@@ -7,6 +7,7 @@ from ._errors import (
     ClientClosedError,
     MalformedResponseError,
     RateLimiterUnavailableError,
+    RedirectError,
 )
 from ._limiter import Permit, RateLimiter, SlidingWindowLimiter, SpacedLimiter
 from ._models import (
@@ -44,6 +45,7 @@ __all__ = [
     "Permit",
     "RateLimiter",
     "RateLimiterUnavailableError",
+    "RedirectError",
     "RequestContactMatch",
     "RequestInfo",
     "RequestMatch",

@@ -28,7 +28,7 @@ from ._limiter import RateLimiter, shared_limiter
 from ._models import CommentResult, LeadComment
 from ._retry import RetryPolicy
 from ._stream import Stream, client_closed, closed_error, stream_results
-from ._transport import SendTimeTrace, Transport
+from ._transport import Secret, SendTimeTrace, Transport, argument_problem
 from ._validation import describe, validate_lead
 
 __all__ = ["UNSET", "CalltouchClient"]
@@ -103,19 +103,25 @@ class CalltouchClient:
         linger: float = DEFAULT_LINGER,
         max_pending: int = DEFAULT_MAX_PENDING,
         flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+        allow_insecure_http: bool = False,
     ) -> None:
+        token = Secret(access_token)
+        del access_token  # tracebacks recorded with their locals must not record the token
+        problem = argument_problem(site_id, token, base_url, allow_insecure_http)
+        if problem is not None:
+            raise problem
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        if retry is not None and retry_unknown:
+            raise ValueError("pass retry_unknown=True to your RetryPolicy, not to the client")
         self.site_id = site_id
-        self._token = access_token
+        self._token = token.value
         self.base_url = base_url.rstrip("/")
         self._limiter_arg = rate_limiter
         self.max_in_flight = max_in_flight
         self.timeout = timeout
-        if retry is not None and retry_unknown:
-            raise ValueError("pass retry_unknown=True to your RetryPolicy, not to the client")
         self.retry = retry if retry is not None else RetryPolicy(retry_unknown=retry_unknown)
         self._session = session
         self._owns_session = session is None
@@ -130,10 +136,12 @@ class CalltouchClient:
         self._state = _State.UNOPENED
 
     def __repr__(self) -> str:
-        # Never the token.
+        # Never the token; works on a client whose __init__ raised half-way.
+        state = getattr(self, "_state", None)
         return (
-            f"CalltouchClient(site_id={self.site_id!r}, base_url={self.base_url!r}, "
-            f"state={self._state.value})"
+            f"CalltouchClient(site_id={getattr(self, 'site_id', None)!r}, "
+            f"base_url={getattr(self, 'base_url', None)!r}, "
+            f"state={state.value if state is not None else 'unbuilt'})"
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Final, TypeAlias
 
-from ._errors import AuthError, CalltouchError
+from ._errors import AuthError, CalltouchError, RedirectError
 from ._limiter import RateLimiter
 from ._models import CommentResult, CommentStatus, LeadComment, Violation, encode_request
 from ._retry import RetryPolicy
@@ -174,6 +174,8 @@ class Dispatcher:
             ]
         if reply is Reply.AUTH:
             raise AuthError(self._site_id, exchange.status, exchange.detail)
+        if reply is Reply.REDIRECT:
+            raise RedirectError(exchange.status, exchange.location)
         if reply is Reply.OK:
             detail = f"answer held {len(exchange.outcomes)} results for {len(part)} leads"
             reply, exchange = Reply.UNKNOWN, Exchange(Reply.UNKNOWN, exchange.status, detail)
