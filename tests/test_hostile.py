@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from hostile import COMMENT_PATH, Server, apply_all, results_body, serve
 
 from calltouch_async import (
     AuthError,
@@ -25,7 +26,6 @@ from calltouch_async import (
 )
 from calltouch_async._constants import MAX_ANSWER_BYTES
 from conftest import SITE_ID, TOKEN, make_leads
-from hostile import COMMENT_PATH, Server, apply_all, results_body, serve
 
 S = CommentStatus
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02)
@@ -74,7 +74,7 @@ async def test_a_redirect_without_location_still_raises() -> None:
         return web.Response(status=302)
 
     async with serve(bare) as api, client(api.url) as c:
-        with pytest.raises(RedirectError, match="302.*no Location"):
+        with pytest.raises(RedirectError, match=r"302.*no Location"):
             await c.comment(make_leads(1))
 
 
