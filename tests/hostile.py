@@ -23,8 +23,8 @@ COMMENT_PATH = "/lead-service/v1/api/comment/lead/add"
 class Received:
     method: str
     path: str
-    headers: dict[str, str]
-    body: bytes
+    headers: dict[str, str] = field(repr=False)  # holds the token
+    body: bytes = field(repr=False)
 
     def leads(self) -> int:
         return len(json.loads(self.body)["comments"]) if self.body else 0
