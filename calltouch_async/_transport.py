@@ -364,38 +364,37 @@ def _without_frames(exc: BaseException) -> BaseException:
 class Scrubber:
     """Removes the access token from text that leaves the library (messages, errors, logs).
 
-    It works on decoded text, never on the answer's bytes (a short token would corrupt them).
-    Text cut from a raw body first has its JSON escapes resolved, so a token quoted as
-    ``Ab3\\/xY9+Qw==`` is found too.
+    It works on decoded text, never on the answer's bytes (a short token would corrupt them),
+    and finds the token however the text quotes it: each character as is, escaped the ways
+    JSON allows (``Ab3\\/xY9``, ``\\u002f``), backslashes doubled by a ``repr``, or
+    percent-encoded as in a URL (``Ab3%2FxY9``).
     """
 
-    __slots__ = ("_token",)
+    __slots__ = ("_length", "_pattern")
 
     def __init__(self, token: str) -> None:
-        self._token = token
+        self._pattern = re.compile("".join(map(_any_quoting, token))) if token else None
+        self._length = len(token)
 
     def text(self, text: str) -> str:
-        if self._token and self._token in text:
-            return text.replace(self._token, "***")
-        return text
+        return self._pattern.sub("***", text) if self._pattern is not None else text
 
     def excerpt(self, raw: bytes) -> str:
         """A short start of a raw body, without the token even where the cut falls in it."""
-        window = _EXCERPT_WINDOW + 6 * len(self._token.encode())
-        text = _JSON_ESCAPE.sub(_unescape, raw[: window * 4].decode("utf-8", "replace"))
-        return excerpt(self.text(text[:window]))
+        window = _EXCERPT_WINDOW + 12 * self._length  # the longest quoting: %XX per byte
+        text = raw[: window * 4].decode("utf-8", "replace")[:window]
+        return excerpt(self.text(text), _EXCERPT_WINDOW)
 
 
 _EXCERPT_WINDOW: Final = 200
-_JSON_ESCAPE: Final = re.compile(r'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
-_SIMPLE_ESCAPES: Final = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
-def _unescape(match: re.Match[str]) -> str:
-    code, char = match.groups()
-    if code is not None:
-        return chr(int(code, 16))
-    return _SIMPLE_ESCAPES.get(char, char)
+def _any_quoting(char: str) -> str:
+    forms = [re.escape(char), r"\\+" + re.escape(char)]
+    if ord(char) <= 0xFFFF:
+        forms.append(rf"\\+u(?i:{ord(char):04x})")
+    forms.append("".join(f"%(?i:{byte:02x})" for byte in char.encode()))
+    return "(?:" + "|".join(forms) + ")"
 
 
 _NO_SCRUB: Final = Scrubber("")
