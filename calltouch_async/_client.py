@@ -28,7 +28,8 @@ from ._limiter import RateLimiter, shared_limiter
 from ._models import CommentResult, LeadComment
 from ._retry import RetryPolicy
 from ._stream import Stream, client_closed, closed_error, stream_results
-from ._transport import Secret, SendTimeTrace, Transport, argument_problem
+from ._token import Secret, argument_problem
+from ._transport import SendTimeTrace, Transport
 from ._validation import describe, validate_lead
 
 __all__ = ["UNSET", "CalltouchClient"]

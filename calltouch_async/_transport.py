@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import inspect
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,24 +20,20 @@ from typing import Any, Final
 
 import aiohttp
 import msgspec
-from yarl import URL
 
 from ._constants import COMMENT_PATH, MAX_ANSWER_BYTES, READ_CHUNK_BYTES, USER_AGENT
 from ._errors import MalformedResponseError, excerpt
 from ._limiter import Permit
 from ._models import LeadOutcome, ResponseData, Violation, decode_response
+from ._token import Scrubber
 
 __all__ = [
     "Attempt",
     "Exchange",
     "Reply",
-    "Scrubber",
-    "Secret",
     "SendTimeTrace",
     "Transport",
-    "argument_problem",
     "classify",
-    "is_loopback",
     "parse_retry_after",
 ]
 
@@ -186,8 +181,9 @@ class Transport:
         status = resp.status
         if 300 <= status < 400:
             # Never followed (allow_redirects=False): the body is not read.
-            location = excerpt(resp.headers.get("Location", ""), _LOCATION_CHARS)
-            return self._scrubbed(Exchange(Reply.REDIRECT, status, location, location=location))
+            location = self._scrubber.text(resp.headers.get("Location", ""))
+            location = excerpt(location, _LOCATION_CHARS)
+            return Exchange(Reply.REDIRECT, status, location, location=location)
         if status == 429 or status >= 500:
             # Decided by the status alone: the body is not read.
             return classify(status, b"", resp.headers.get("Retry-After"))
@@ -202,7 +198,6 @@ class Transport:
 
     def _scrubbed(self, exchange: Exchange) -> Exchange:
         exchange.detail = self._scrubber.text(exchange.detail)
-        exchange.location = self._scrubber.text(exchange.location)
         return exchange
 
 
@@ -224,69 +219,6 @@ _FIXED_OPTIONS: Final[dict[str, Any]] = {
     if name in inspect.signature(aiohttp.ClientSession._request).parameters
 }
 _LOCATION_CHARS: Final = 300
-
-
-class Secret:
-    """The access token, kept out of ``repr``: frames that error reporters record with their
-    locals (Sentry does by default) show ``Secret('***')``, never the value."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-
-def argument_problem(
-    site_id: object, token: Secret, base_url: object, allow_insecure_http: bool
-) -> Exception | None:
-    """Why a client cannot be built with these, or None (the message never holds the token).
-
-    The token goes only to ``base_url``'s origin, and only over TLS unless the host is this
-    machine (loopback) or the caller opted in with ``allow_insecure_http=True``.
-    """
-    value = token.value
-    if not isinstance(value, str):
-        return TypeError(f"access_token must be a str, got {type(value).__name__}")
-    if not value.strip() or not value.isprintable():
-        return ValueError("access_token must be non-empty printable text (no newlines)")
-    if isinstance(site_id, bool) or not isinstance(site_id, int | str):
-        return TypeError(f"site_id must be an int or str, got {type(site_id).__name__}")
-    if not str(site_id).strip() or not str(site_id).isprintable():
-        return ValueError(f"site_id must be non-empty printable text, got {site_id!r}")
-    if not isinstance(base_url, str):
-        return TypeError(f"base_url must be a str, got {type(base_url).__name__}")
-    return _url_problem(base_url, allow_insecure_http)
-
-
-def _url_problem(base_url: str, allow_insecure_http: bool) -> Exception | None:
-    try:
-        url = URL(base_url)
-    except ValueError:
-        return ValueError(f"base_url is not a URL: {base_url!r}")
-    if url.scheme not in ("https", "http") or not url.host:
-        return ValueError(f"base_url must be an https:// URL with a host, got {base_url!r}")
-    if url.user is not None or url.password is not None:
-        return ValueError("base_url must not hold a user name or password")
-    if url.scheme == "http" and not (allow_insecure_http or is_loopback(url.host)):
-        return ValueError(
-            f"base_url {base_url!r} is plain http: the access token would travel unencrypted. "
-            "Use https://, or pass allow_insecure_http=True if you accept that risk"
-        )
-    return None
-
-
-def is_loopback(host: str) -> bool:
-    """True for this machine: 127.0.0.0/8, ::1, ``localhost`` and its subdomains."""
-    host = host.strip("[]").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _new_upload_tracker() -> Any:
@@ -353,48 +285,14 @@ def _without_frames(exc: BaseException) -> BaseException:
     """``exc`` with no traceback along its chain: aiohttp's frames hold the request headers
     (and so the token) in their locals, which error reporters record."""
     seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        link.__traceback__ = None
-        link = link.__cause__ or link.__context__
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        link = pending.pop()
+        if link is not None and id(link) not in seen:
+            seen.add(id(link))
+            link.__traceback__ = None
+            pending += [link.__cause__, link.__context__]
     return exc
-
-
-class Scrubber:
-    """Removes the access token from text that leaves the library (messages, errors, logs).
-
-    It works on decoded text, never on the answer's bytes (a short token would corrupt them),
-    and finds the token however the text quotes it: each character as is, escaped the ways
-    JSON allows (``Ab3\\/xY9``, ``\\u002f``), backslashes doubled by a ``repr``, or
-    percent-encoded as in a URL (``Ab3%2FxY9``).
-    """
-
-    __slots__ = ("_length", "_pattern")
-
-    def __init__(self, token: str) -> None:
-        self._pattern = re.compile("".join(map(_any_quoting, token))) if token else None
-        self._length = len(token)
-
-    def text(self, text: str) -> str:
-        return self._pattern.sub("***", text) if self._pattern is not None else text
-
-    def excerpt(self, raw: bytes) -> str:
-        """A short start of a raw body, without the token even where the cut falls in it."""
-        window = _EXCERPT_WINDOW + 12 * self._length  # the longest quoting: %XX per byte
-        text = raw[: window * 4].decode("utf-8", "replace")[:window]
-        return excerpt(self.text(text), _EXCERPT_WINDOW)
-
-
-_EXCERPT_WINDOW: Final = 200
-
-
-def _any_quoting(char: str) -> str:
-    forms = [re.escape(char), r"\\+" + re.escape(char)]
-    if ord(char) <= 0xFFFF:
-        forms.append(rf"\\+u(?i:{ord(char):04x})")
-    forms.append("".join(f"%(?i:{byte:02x})" for byte in char.encode()))
-    return "(?:" + "|".join(forms) + ")"
 
 
 _NO_SCRUB: Final = Scrubber("")
