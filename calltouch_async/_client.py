@@ -65,7 +65,8 @@ class CalltouchClient:
     several processes) or ``None`` to send unlimited (only against a local server).
     ``timeout`` is a deadline per request, retries included. ``max_in_flight`` bounds the
     requests running at once and so the leads held in memory. ``linger``, ``max_pending``
-    and ``flush_timeout`` tune :meth:`submit`.
+    and ``flush_timeout`` tune :meth:`submit`. ``base_url`` must be ``https://`` unless its
+    host is this machine; ``allow_insecure_http=True`` accepts plain http to another host.
     """
 
     __slots__ = (

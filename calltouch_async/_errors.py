@@ -75,8 +75,9 @@ class ClientClosedError(CalltouchError, RuntimeError):
 class MalformedResponseError(CalltouchError):
     """A response body that is not the documented shape.
 
-    ``excerpt`` holds the first characters of the body (responses never carry the token, and
-    the excerpt is short, so it is safe to log).
+    ``excerpt`` holds the first characters of the body, decoded from only the bytes it shows.
+    Raised by the low-level decoder only: in the client, a malformed answer makes its leads
+    ``unknown``, and the excerpt quoted in their ``error`` has been through the token scrub.
     """
 
     def __init__(self, reason: str, body: bytes | str) -> None:

@@ -168,7 +168,7 @@ class Transport:
 
     async def _send(self, body: bytes, attempt: Attempt) -> Exchange:
         upload = _new_upload_tracker()
-        options = dict(_FIXED_OPTIONS, upload_tracker=upload) if upload else _FIXED_OPTIONS
+        options = _FIXED_OPTIONS if upload is None else {**_FIXED_OPTIONS, "upload_tracker": upload}
         try:
             async with self._session.post(
                 self.url, data=body, headers=self._headers, trace_request_ctx=attempt, **options

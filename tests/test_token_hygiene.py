@@ -254,3 +254,15 @@ async def test_no_failure_path_exposes_the_token(
     assert not exposed(repr(results))
     assert not exposed(caplog.text)
     assert not any(exposed(repr(record.args)) for record in caplog.records)
+
+
+def test_a_client_refused_by_its_checks_holds_no_token_and_has_a_repr() -> None:
+    try:
+        CalltouchClient(SITE_ID, TOKEN, base_url="http://api.example.com")
+    except ValueError as exc:
+        frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    half_built = next(f.f_locals["self"] for f in frames if f.f_code.co_name == "__init__")
+    assert not hasattr(half_built, "_token")  # checked before the token was stored
+    assert repr(half_built).startswith("CalltouchClient(")  # no AttributeError
+    assert not exposed(repr(half_built) + repr(frames[-1].f_locals))
+    assert repr(CalltouchClient.__new__(CalltouchClient)).startswith("CalltouchClient(")
