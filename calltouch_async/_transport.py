@@ -203,8 +203,9 @@ class Transport:
 
 #: What a session's defaults must not change about a request: a 3xx is never followed (it
 #: would carry the token and the comments to another origin), an HTTP error status is an
-#: answer to classify (not an exception), answers are decompressed before they are measured,
-#: and no session middleware (which could retry a POST or follow a redirect) runs.
+#: answer to classify (not an exception), answers are decompressed before they are measured
+#: and parsed with aiohttp's usual header limits, and no session middleware (which could
+#: retry a POST or follow a redirect) runs. Options this aiohttp lacks are left out.
 _FIXED_OPTIONS: Final[dict[str, Any]] = {
     name: value
     for name, value in {
@@ -215,6 +216,10 @@ _FIXED_OPTIONS: Final[dict[str, Any]] = {
         "expect100": False,
         "compress": False,
         "middlewares": (),
+        "read_bufsize": 2**16,
+        "max_line_size": 8190,
+        "max_field_size": 8190,
+        "max_headers": 128,
     }.items()
     if name in inspect.signature(aiohttp.ClientSession._request).parameters
 }

@@ -277,3 +277,11 @@ async def test_a_session_that_does_not_decompress_still_reads_the_answer() -> No
         async with client(api.url, session=session) as c:
             results = await c.comment(make_leads(2))
     assert [r.status for r in results] == [S.COMMENTED] * 2
+
+
+async def test_a_session_with_tiny_header_limits_still_reads_the_answer() -> None:
+    async with serve(apply_all) as api, hostile_session(
+        max_line_size=8, max_field_size=8
+    ) as session, client(api.url, session=session) as c:
+        results = await c.comment(make_leads(2))
+    assert [r.status for r in results] == [S.COMMENTED] * 2
