@@ -330,6 +330,12 @@ def classify(
     exchange = _classify_data(status, data)
     exchange.detail = scrubber.text(exchange.detail)
     exchange.outcomes = [_scrub_outcome(o, scrubber) for o in exchange.outcomes]
+    exchange.violations = [
+        msgspec.structs.replace(
+            v, field_path=scrubber.text(v.field_path), message=scrubber.text(v.message)
+        )
+        for v in exchange.violations
+    ]
     return exchange
 
 
@@ -337,7 +343,7 @@ def _scrub_outcome(outcome: LeadOutcome, scrubber: Scrubber) -> LeadOutcome:
     if outcome.error is None:
         return outcome
     error = scrubber.text(outcome.error)
-    return outcome if error is outcome.error else msgspec.structs.replace(outcome, error=error)
+    return outcome if error == outcome.error else msgspec.structs.replace(outcome, error=error)
 
 
 def _classify_data(status: int, data: ResponseData) -> Exchange:

@@ -30,6 +30,8 @@ from calltouch_async import (
     SendTimeTrace,
 )
 from calltouch_async._constants import MAX_ANSWER_BYTES
+from calltouch_async._errors import excerpt
+from calltouch_async._token import Scrubber
 from conftest import SITE_ID, make_leads
 
 S = CommentStatus
@@ -108,6 +110,37 @@ async def test_an_escaped_echo_never_reaches_result_errors(malformed: bool) -> N
     assert result.status is (S.UNKNOWN if malformed else S.NOT_COMMENTED)
     assert "no lead for key ***" in (result.error or "")
     assert not exposed(repr(result))
+
+
+async def test_an_echo_in_a_violation_never_reaches_rejected_leads() -> None:
+    async def reject(request: web.Request, server: Server) -> web.Response:
+        if server.requests[-1].leads() == 1:
+            return await apply_all(request, server)
+        violation = (
+            '{"fieldPath": "comments[0].addComment", '
+            f'"message": "not for key {escaped_echo(request)}"}}'
+        )
+        body = (
+            '{"meta": [], "data": {"type": "validationError", "apiErrorData": null, '
+            '"validationErrorData": {"violations": [' + violation + "]}}}"
+        )
+        return web.Response(status=400, body=body, content_type="application/json")
+
+    async with serve(reject) as api:
+        async with CalltouchClient(SITE_ID, TOKEN, base_url=api.url, rate_limiter=None) as c:
+            results = await c.comment(make_leads(2))
+    assert [r.status for r in results] == [S.REJECTED, S.COMMENTED]
+    assert "not for key ***" in (results[0].error or "")
+    assert not exposed(repr(results))
+
+
+def test_an_excerpt_decodes_only_the_bytes_it_shows() -> None:
+    class Body(bytes):
+        def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+            raise AssertionError("the whole body was decoded")
+
+    assert len(excerpt(Body(b"x" * 1_000_000))) <= 201
+    assert Scrubber(TOKEN).excerpt(Body(b"x" * 1_000_000)).endswith("…")
 
 
 async def test_a_one_character_token_does_not_corrupt_answers() -> None:
