@@ -7,6 +7,7 @@ the real one.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from typing import Any
@@ -285,3 +286,14 @@ async def test_a_session_with_tiny_header_limits_still_reads_the_answer() -> Non
     ) as session, client(api.url, session=session) as c:
         results = await c.comment(make_leads(2))
     assert [r.status for r in results] == [S.COMMENTED] * 2
+
+
+async def test_a_redirect_reaches_every_waiting_submit() -> None:
+    async def moved(request: web.Request, server: Server) -> web.Response:
+        return web.Response(status=308, headers={"Location": "https://elsewhere.example/"})
+
+    async with serve(moved) as api, client(api.url, linger=0.01) as c:
+        calls = [c.submit(lead) for lead in make_leads(3)]
+        raised = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(e, RedirectError) for e in raised), raised
+    assert len(api.posts) == 1
