@@ -204,8 +204,9 @@ class Transport:
 #: What a session's defaults must not change about a request: a 3xx is never followed (it
 #: would carry the token and the comments to another origin), an HTTP error status is an
 #: answer to classify (not an exception), answers are decompressed before they are measured
-#: and parsed with aiohttp's usual header limits, and no session middleware (which could
-#: retry a POST or follow a redirect) runs. Options this aiohttp lacks are left out.
+#: and parsed with aiohttp's usual header limits, what aiohttp reads ahead of the capped
+#: read stays far under the cap, and no session middleware (which could retry a POST or
+#: follow a redirect) runs. Options this aiohttp lacks are left out.
 _FIXED_OPTIONS: Final[dict[str, Any]] = {
     name: value
     for name, value in {
