@@ -203,26 +203,29 @@ class Transport:
 
 #: What a session's defaults must not change about a request: a 3xx is never followed (it
 #: would carry the token and the comments to another origin), an HTTP error status is an
-#: answer to classify (not an exception), answers are decompressed before they are measured
-#: and parsed with aiohttp's usual header limits, what aiohttp reads ahead of the capped
-#: read stays far under the cap, and no session middleware (which could retry a POST or
-#: follow a redirect) runs. Options this aiohttp lacks are left out.
+#: answer to classify (not an exception), and the body goes out as given.
 _FIXED_OPTIONS: Final[dict[str, Any]] = {
-    name: value
-    for name, value in {
-        "allow_redirects": False,
-        "raise_for_status": False,
-        "auto_decompress": True,
-        "read_until_eof": True,
-        "expect100": False,
-        "compress": False,
-        "middlewares": (),
-        "read_bufsize": 2**16,
-        "max_line_size": 8190,
-        "max_field_size": 8190,
-        "max_headers": 128,
-    }.items()
-    if name in inspect.signature(aiohttp.ClientSession._request).parameters
+    "allow_redirects": False,
+    "raise_for_status": False,
+    "read_until_eof": True,
+    "expect100": False,
+    "compress": False,
+    # Where this aiohttp has them: answers are decompressed before they are measured and
+    # parsed with aiohttp's usual header limits, what aiohttp reads ahead of the capped read
+    # stays far under the cap, and no session middleware (which could retry a POST or
+    # follow a redirect) runs.
+    **{
+        name: value
+        for name, value in {
+            "auto_decompress": True,
+            "middlewares": (),
+            "read_bufsize": 2**16,
+            "max_line_size": 8190,
+            "max_field_size": 8190,
+            "max_headers": 128,
+        }.items()
+        if name in inspect.signature(aiohttp.ClientSession._request).parameters
+    },
 }
 _LOCATION_CHARS: Final = 300
 
