@@ -10,6 +10,7 @@ from ._errors import (
     DailyBudgetExhaustedError,
     MalformedResponseError,
     RateLimiterUnavailableError,
+    RedirectError,
     WrongEventLoopError,
 )
 from ._limiter import Permit, RateLimiter, SlidingWindowLimiter, SpacedLimiter
@@ -53,6 +54,7 @@ __all__ = [
     "Permit",
     "RateLimiter",
     "RateLimiterUnavailableError",
+    "RedirectError",
     "RequestContactMatch",
     "RequestInfo",
     "RequestMatch",

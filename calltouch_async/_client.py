@@ -40,6 +40,7 @@ from ._models import CommentResult, LeadComment
 from ._retry import RetryPolicy
 from ._stream import Stream, iterate
 from ._telemetry import Stats, new_telemetry
+from ._token import Secret, argument_problem
 from ._transport import SendTimeTrace, Transport
 
 __all__ = ["CalltouchClient"]
@@ -73,6 +74,8 @@ class CalltouchClient:
     requests running at once and so the leads held in memory. ``linger`` and
     ``max_pending`` tune :meth:`submit`; ``flush_timeout`` is how long :meth:`aclose` lets
     requests already written answer.
+    ``base_url`` must be ``https://`` unless its host is this machine;
+    ``allow_insecure_http=True`` accepts plain http to another host.
     """
 
     __slots__ = (
@@ -117,7 +120,13 @@ class CalltouchClient:
         day_timezone: tzinfo = DAY_TIMEZONE,
         tracer_provider: object | None = None,
         meter_provider: object | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
+        token = Secret(access_token)
+        del access_token  # tracebacks recorded with their locals must not record the token
+        problem = argument_problem(site_id, token, base_url, allow_insecure_http)
+        if problem is not None:
+            raise problem
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         if timeout <= 0:
@@ -126,7 +135,7 @@ class CalltouchClient:
             raise ValueError("pass retry_unknown=True to your RetryPolicy, not to the client")
         self._state = _State.OPEN
         self.site_id = site_id
-        self._token = access_token
+        self._token = token.value
         self.base_url = base_url.rstrip("/")
         self._limiter_arg = rate_limiter
         self.max_in_flight = max_in_flight
@@ -151,10 +160,12 @@ class CalltouchClient:
         )
 
     def __repr__(self) -> str:
-        # Never the token.
+        # Never the token; works on a client whose __init__ raised half-way.
+        state = getattr(self, "_state", None)
         return (
-            f"CalltouchClient(site_id={self.site_id!r}, base_url={self.base_url!r}, "
-            f"state={self._state.value})"
+            f"CalltouchClient(site_id={getattr(self, 'site_id', None)!r}, "
+            f"base_url={getattr(self, 'base_url', None)!r}, "
+            f"state={state.value if state is not None else 'unbuilt'})"
         )
 
     # ------------------------------------------------------------------ lifecycle

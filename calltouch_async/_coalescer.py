@@ -16,7 +16,7 @@ from typing import Final
 import msgspec
 
 from ._dispatch import NOT_SENT_CLOSED, Item
-from ._errors import AuthError
+from ._errors import AuthError, RedirectError
 from ._models import CommentResult, CommentStatus, LeadComment
 
 __all__ = ["Coalescer", "SubmitSource"]
@@ -128,8 +128,8 @@ class Coalescer:
                 if not waiter.future.done():  # else the caller was cancelled after sending
                     # The caller passed one lead: it is lead 0.
                     waiter.future.set_result(msgspec.structs.replace(result, index=0))
-        except AuthError as exc:
-            self._error = exc  # the credentials will not get better: every later call too
+        except (AuthError, RedirectError) as exc:
+            self._error = exc  # credentials or base_url will not get better: every later call too
             _fail_all(source, exc)
         except Exception as exc:
             if self._is_open():  # else closing: finish() reports what is left

@@ -14,7 +14,7 @@ import math
 import re
 from typing import Final, TypeAlias
 
-from ._errors import AuthError, CalltouchError
+from ._errors import AuthError, CalltouchError, RedirectError
 from ._limiter import RateLimiter
 from ._models import CommentResult, CommentStatus, LeadComment, Violation, encode_request
 from ._retry import RetryPolicy
@@ -227,6 +227,9 @@ class Dispatcher:
         if reply is Reply.AUTH:
             self._refused = exchange
             raise AuthError(self._site_id, exchange.status, exchange.detail)
+        if reply is Reply.REDIRECT:  # a wrong base_url will not fix itself either
+            self._refused = exchange
+            raise RedirectError(exchange.status, exchange.location)
         if reply is Reply.OK:
             detail = f"answer held {len(exchange.outcomes)} results for {len(part)} leads"
             reply, exchange = Reply.UNKNOWN, Exchange(Reply.UNKNOWN, exchange.status, detail)

@@ -6,6 +6,8 @@ with a status (see ``CommentStatus``). Exceptions are for conditions that stop a
     CalltouchError                  base of everything raised here
     ├── AuthError                   wrong access token or site id (401/403 or an auth API error);
     │                               fatal: raised at once, requests in flight are cancelled
+    ├── RedirectError               Calltouch answered 3xx (a wrong ``base_url``, a proxy):
+    │                               never followed; fatal like AuthError
     ├── ClientClosedError           the client was closed (or never opened) when used
     ├── DailyBudgetExhaustedError   comment_many stopped reading: daily_request_budget is spent
     │                               (raised after the results of every lead it had read)
@@ -26,6 +28,7 @@ __all__ = [
     "DailyBudgetExhaustedError",
     "MalformedResponseError",
     "RateLimiterUnavailableError",
+    "RedirectError",
     "WrongEventLoopError",
 ]
 
@@ -50,6 +53,25 @@ class AuthError(CalltouchError):
         super().__init__(f"{message}: {detail}" if detail else message)
 
 
+class RedirectError(CalltouchError):
+    """Calltouch (or something in front of it) answered a redirect: status 3xx.
+
+    The redirect is never followed: the request carries the access token, and a 307/308 would
+    send it, with the comments, to whatever origin ``Location`` names. A wrong ``base_url``
+    will not fix itself, so it is raised at once, as :class:`AuthError` is. ``location`` is
+    the ``Location`` header as received (empty if there was none), cut to a readable length.
+    """
+
+    def __init__(self, status: int, location: str) -> None:
+        self.status = status
+        self.location = location
+        target = repr(location) if location else "no Location"
+        super().__init__(
+            f"Calltouch answered HTTP {status} redirecting to {target}; redirects are never "
+            "followed: check base_url"
+        )
+
+
 class ClientClosedError(CalltouchError, RuntimeError):
     """The client was used outside ``async with`` or after ``aclose()``."""
 
@@ -70,8 +92,9 @@ class DailyBudgetExhaustedError(CalltouchError):
 class MalformedResponseError(CalltouchError):
     """A response body that is not the documented shape.
 
-    ``excerpt`` holds the first characters of the body (responses never carry the token, and
-    the excerpt is short, so it is safe to log).
+    ``excerpt`` holds the first characters of the body, decoded from only the bytes it shows.
+    Raised by the low-level decoder only: in the client, a malformed answer makes its leads
+    ``unknown``, and the excerpt quoted in their ``error`` has been through the token scrub.
     """
 
     def __init__(self, reason: str, body: bytes | str) -> None:
@@ -85,9 +108,16 @@ class RateLimiterUnavailableError(CalltouchError):
 
 
 def excerpt(body: bytes | str, limit: int = _EXCERPT_CHARS) -> str:
-    """A short, printable start of ``body`` for error messages."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    return text if len(text) <= limit else text[:limit] + "…"
+    """A short, printable start of ``body`` for error messages.
+
+    Decodes only the bytes it can show (at most 4 per character), never the whole body.
+    """
+    if isinstance(body, bytes):
+        text = body[: limit * 4 + 4].decode("utf-8", "replace")
+        cut = len(body) > limit * 4 + 4 or len(text) > limit
+    else:
+        text, cut = body, len(body) > limit
+    return text[:limit] + "…" if cut else text
 
 
 class WrongEventLoopError(CalltouchError, RuntimeError):

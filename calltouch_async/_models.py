@@ -290,9 +290,13 @@ class RequestInfo(msgspec.Struct, rename="camel", frozen=True):
 
 
 class LeadOutcome(msgspec.Struct, rename="camel", frozen=True):
-    """One entry of ``data.comments``: what Calltouch did with the lead at that position."""
+    """One entry of ``data.comments``: what Calltouch did with the lead at that position.
 
-    commented: bool = False
+    ``commented`` is required: an entry without it says nothing about whether the comment was
+    applied, so the answer is malformed (its leads end ``unknown``), never ``not_commented``.
+    """
+
+    commented: bool
     call_info: CallInfo | None = None
     request_info: RequestInfo | None = None
     error: str | None = None

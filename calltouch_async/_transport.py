@@ -8,22 +8,34 @@ retries; of limiters it knows only the permit, which :class:`Attempt` settles.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
+import msgspec
 
-from ._constants import COMMENT_PATH, USER_AGENT
-from ._errors import MalformedResponseError
+from ._constants import COMMENT_PATH, MAX_ANSWER_BYTES, READ_CHUNK_BYTES, USER_AGENT
+from ._errors import MalformedResponseError, excerpt
 from ._limiter import Permit
 from ._models import LeadOutcome, ResponseData, Violation, decode_response
+from ._token import Scrubber
 
-__all__ = ["Attempt", "Exchange", "Reply", "SendTimeTrace", "Transport", "parse_retry_after"]
+__all__ = [
+    "Attempt",
+    "Exchange",
+    "Reply",
+    "SendTimeTrace",
+    "Transport",
+    "classify",
+    "parse_retry_after",
+]
 
 _AUTH_STATUSES: Final = frozenset({401, 403})
 _AUTH_WORDS = re.compile(r"auth|token|credential|forbidden|access", re.IGNORECASE)
@@ -36,6 +48,7 @@ class Reply(enum.Enum):
     VIOLATIONS = "violations"  # validation failed, nothing executed
     RATE_LIMITED = "rate_limited"  # 429, nothing executed
     AUTH = "auth"  # credentials refused, nothing executed
+    REDIRECT = "redirect"  # a 3xx, never followed; `location` says where it pointed
     FAILED = "failed"  # a definite refusal (4xx), nothing executed
     NOT_SENT = "not_sent"  # the request never left (connect error, DNS)
     UNKNOWN = "unknown"  # sent, answer lost: may or may not have been executed
@@ -51,6 +64,7 @@ class Exchange:
     outcomes: list[LeadOutcome] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     retry_after: float | None = None
+    location: str = ""
 
 
 class Attempt:
@@ -113,15 +127,23 @@ async def _mark_sent(
 
 
 class Transport:
-    """POSTs bodies to one account's comment endpoint through one session."""
+    """POSTs bodies to one account's comment endpoint through one session.
 
-    __slots__ = ("_headers", "_session", "_token_bytes", "traced", "url")
+    Every request fixes what the classification depends on, whatever the session's defaults
+    (:data:`_FIXED_OPTIONS`): a session passed in may choose the pool, proxy and TLS, never
+    the meaning of an answer. Answers are read up to :data:`MAX_ANSWER_BYTES` after
+    decompression. No exception from aiohttp leaves :meth:`post`: each becomes an
+    :class:`Exchange`, and what must propagate (cancellation) leaves without aiohttp's frames,
+    whose locals hold the request headers and so the token.
+    """
+
+    __slots__ = ("_headers", "_scrubber", "_session", "traced", "url")
 
     def __init__(
         self, session: aiohttp.ClientSession, base_url: str, site_id: int | str, token: str
     ) -> None:
         self._session = session
-        self._token_bytes = token.encode()
+        self._scrubber = Scrubber(token)
         self.traced = any(isinstance(t, SendTimeTrace) for t in session.trace_configs)
         self.url = base_url.rstrip("/") + COMMENT_PATH
         self._headers = {
@@ -149,40 +171,193 @@ class Transport:
 
     async def _post(self, body: bytes, attempt: Attempt) -> Exchange:
         try:
+            return await self._send(body, attempt)
+        except BaseException as exc:
+            # Only what must propagate gets here (cancellation, KeyboardInterrupt).
+            raise _without_frames(exc) from None
+
+    async def _send(self, body: bytes, attempt: Attempt) -> Exchange:
+        upload = _new_upload_tracker()
+        options = _FIXED_OPTIONS if upload is None else {**_FIXED_OPTIONS, "upload_tracker": upload}
+        try:
             async with self._session.post(
-                self.url, data=body, headers=self._headers, trace_request_ctx=attempt
+                self.url, data=body, headers=self._headers, trace_request_ctx=attempt, **options
             ) as resp:
-                raw = await resp.read()
-                if self._token_bytes and self._token_bytes in raw:
-                    # Calltouch's own text ends up in results, logs and exceptions: if it ever
-                    # quotes the token, the token goes no further than here.
-                    raw = raw.replace(self._token_bytes, b"***")
-                return classify(resp.status, raw, resp.headers.get("Retry-After"))
-        except aiohttp.ClientConnectorError as exc:
-            return Exchange(Reply.NOT_SENT, detail=f"cannot connect: {exc.os_error}")
-        except aiohttp.ConnectionTimeoutError:
-            return Exchange(Reply.NOT_SENT, detail="connect timeout")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # Past the connect stage: the body may have reached Calltouch.
-            return Exchange(Reply.UNKNOWN, detail=_describe(exc))
+                return await self._answer(resp)
+        except Exception as exc:  # every failure is classified, none escapes raw
+            return self._scrubbed(await _failure(exc, self._session, upload, attempt))
+
+    async def _answer(self, resp: aiohttp.ClientResponse) -> Exchange:
+        status = resp.status
+        if 300 <= status < 400:
+            # Never followed (allow_redirects=False): the body is not read.
+            location = self._scrubber.text(resp.headers.get("Location", ""))
+            location = excerpt(location, _LOCATION_CHARS)
+            return Exchange(Reply.REDIRECT, status, location, location=location)
+        if status == 429 or status >= 500:
+            # Decided by the status alone: the body is not read.
+            return classify(status, b"", resp.headers.get("Retry-After"))
+        raw = await _read_capped(resp, MAX_ANSWER_BYTES)
+        if raw is None:
+            if status in _AUTH_STATUSES:
+                return Exchange(Reply.AUTH, status, f"answer over {MAX_ANSWER_BYTES} bytes")
+            # An answer this large is not Calltouch's; whatever it is, the request may have run.
+            detail = f"HTTP {status}, answer over {MAX_ANSWER_BYTES} bytes: not read"
+            return Exchange(Reply.UNKNOWN, status, detail)
+        return classify(status, raw, resp.headers.get("Retry-After"), self._scrubber)
+
+    def _scrubbed(self, exchange: Exchange) -> Exchange:
+        exchange.detail = self._scrubber.text(exchange.detail)
+        return exchange
 
 
-def classify(status: int, raw: bytes, retry_after: str | None = None) -> Exchange:
-    """Turn an HTTP status and body into an :class:`Exchange`."""
+#: What a session's defaults must not change about a request: a 3xx is never followed (it
+#: would carry the token and the comments to another origin), an HTTP error status is an
+#: answer to classify (not an exception), and the body goes out as given.
+_FIXED_OPTIONS: Final[dict[str, Any]] = {
+    "allow_redirects": False,
+    "raise_for_status": False,
+    "read_until_eof": True,
+    "expect100": False,
+    "compress": False,
+    # Where this aiohttp has them: answers are decompressed before they are measured and
+    # parsed with aiohttp's usual header limits, what aiohttp reads ahead of the capped read
+    # stays far under the cap, and no session middleware (which could retry a POST or
+    # follow a redirect) runs.
+    **{
+        name: value
+        for name, value in {
+            "auto_decompress": True,
+            "middlewares": (),
+            "read_bufsize": 2**16,
+            "max_line_size": 8190,
+            "max_field_size": 8190,
+            "max_headers": 128,
+        }.items()
+        if name in inspect.signature(aiohttp.ClientSession._request).parameters
+    },
+}
+_LOCATION_CHARS: Final = 300
+
+
+def _new_upload_tracker() -> Any:
+    """aiohttp's record of how much of the body left (3.14+), or None on older versions."""
+    tracker_type = getattr(aiohttp, "UploadTracker", None)
+    return tracker_type() if tracker_type is not None else None
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The answer's body, or None once more than ``cap`` bytes (decompressed) arrived.
+
+    aiohttp decompresses as it reads, in bounded steps, so counting what ``content`` yields
+    counts decompressed bytes: a compressed bomb stops at the cap like a plain flood.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > cap:
+            resp.close()  # the rest is never read; the connection is not reused
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _failure(
+    exc: Exception, session: aiohttp.ClientSession, upload: Any, attempt: Attempt
+) -> Exchange:
+    """Classify an exception raised while sending or reading: was the whole request written?
+
+    A request not wholly written cannot have been executed: the server never got a complete
+    body (HTTP frames it by ``Content-Length``). Once it was, the answer is merely lost.
+    """
+    detail = _describe(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Exchange(Reply.NOT_SENT, detail=f"cannot connect: {exc.os_error}")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return Exchange(Reply.NOT_SENT, detail="connect timeout")
+    if await _may_have_been_written(upload, attempt):
+        return Exchange(Reply.UNKNOWN, detail=detail)
+    if session.closed:
+        # Nothing was sent, and retrying on the same session cannot help.
+        return Exchange(Reply.FAILED, detail=f"not sent: the HTTP session is closed ({detail})")
+    return Exchange(Reply.NOT_SENT, detail=f"request not written in full: {detail}")
+
+
+#: How long a failed request's body writer may take to settle (it was cancelled, so it
+#: settles within a few loop iterations); unsettled, the request counts as written.
+_SETTLE_WAIT: Final = 1.0
+
+
+async def _may_have_been_written(upload: Any, attempt: Attempt) -> bool:
+    """False only when the whole body provably did not leave."""
+    if upload is None:
+        # Without aiohttp's upload record, only "headers not yet written" proves it.
+        return attempt.may_be_sent
+    done: asyncio.Future[None] = upload.upload_complete
+    if not done.done():
+        await asyncio.wait([done], timeout=_SETTLE_WAIT)
+    return not done.done() or done.exception() is None
+
+
+def _without_frames(exc: BaseException) -> BaseException:
+    """``exc`` with no traceback along its chain: aiohttp's frames hold the request headers
+    (and so the token) in their locals, which error reporters record."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        link = pending.pop()
+        if link is not None and id(link) not in seen:
+            seen.add(id(link))
+            link.__traceback__ = None
+            pending += [link.__cause__, link.__context__]
+    return exc
+
+
+_NO_SCRUB: Final = Scrubber("")
+
+
+def classify(
+    status: int, raw: bytes, retry_after: str | None = None, scrubber: Scrubber = _NO_SCRUB
+) -> Exchange:
+    """Turn an HTTP status and body into an :class:`Exchange`.
+
+    Every text in it (``detail``, per-lead ``error``) has been through ``scrubber``.
+    """
     if status == 429:
         wait = parse_retry_after(retry_after)
         return Exchange(Reply.RATE_LIMITED, status, "HTTP 429", retry_after=wait)
+    if 300 <= status < 400:
+        return Exchange(Reply.REDIRECT, status, "redirect")
     if status >= 500:
         return Exchange(Reply.UNKNOWN, status, f"HTTP {status}")
     try:
         data = decode_response(raw)
     except MalformedResponseError as exc:
+        body = scrubber.excerpt(raw)
         if status in _AUTH_STATUSES:
-            return Exchange(Reply.AUTH, status, exc.excerpt)
+            return Exchange(Reply.AUTH, status, body)
         # A 2xx may have been executed before the body broke; a 4xx was refused.
         reply = Reply.UNKNOWN if status < 300 else Reply.FAILED
-        return Exchange(reply, status, f"HTTP {status}, {exc}")
-    return _classify_data(status, data)
+        detail = f"HTTP {status}, unexpected response body ({exc.reason}): {body!r}"
+        return Exchange(reply, status, scrubber.text(detail))
+    exchange = _classify_data(status, data)
+    exchange.detail = scrubber.text(exchange.detail)
+    exchange.outcomes = [_scrub_outcome(o, scrubber) for o in exchange.outcomes]
+    exchange.violations = [
+        msgspec.structs.replace(
+            v, field_path=scrubber.text(v.field_path), message=scrubber.text(v.message)
+        )
+        for v in exchange.violations
+    ]
+    return exchange
+
+
+def _scrub_outcome(outcome: LeadOutcome, scrubber: Scrubber) -> LeadOutcome:
+    if outcome.error is None:
+        return outcome
+    error = scrubber.text(outcome.error)
+    return outcome if error == outcome.error else msgspec.structs.replace(outcome, error=error)
 
 
 def _classify_data(status: int, data: ResponseData) -> Exchange:
@@ -193,11 +368,19 @@ def _classify_data(status: int, data: ResponseData) -> Exchange:
     if status < 300 and data.comments is not None:
         return Exchange(Reply.OK, status, outcomes=data.comments)
     if status < 300 and data.api_error_data is not None:
-        return Exchange(Reply.FAILED, status, _api_message(data))
+        # A server error code may have applied part of the request, like an HTTP 5xx.
+        reply = Reply.UNKNOWN if _is_server_error(data) else Reply.FAILED
+        return Exchange(reply, status, _api_message(data))
     if status < 300:
         # A success status with neither results nor an error: it may have run.
         return Exchange(Reply.UNKNOWN, status, "answer without results or error")
     return Exchange(Reply.FAILED, status, f"HTTP {status}: {_api_message(data)}".rstrip(": "))
+
+
+def _is_server_error(data: ResponseData) -> bool:
+    error = data.api_error_data
+    code = str(error.error_code if error is not None else "").strip()
+    return code.isdigit() and 500 <= int(code) <= 599
 
 
 def _is_auth_error(data: ResponseData) -> bool:

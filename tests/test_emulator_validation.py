@@ -129,6 +129,8 @@ CASES: list[tuple[str, Mutation, Path, str]] = [
     ("comment-spaces", setting((*L1, "addComment"), " \t\n"), (*L1, "addComment"), NOT_BLANK),
     ("comment-number", setting((*L1, "addComment"), 5), (*L1, "addComment"), STRING),
     ("comment-1001", setting((*L1, "addComment"), "я" * 1001), (*L1, "addComment"), TOO_LONG),
+    # UTF-16 code units [inferred]: 501 emoji are 1002 units.
+    ("comment-501-emoji", setting((*L1, "addComment"), "😀" * 501), (*L1, "addComment"), TOO_LONG),
     # matching
     ("matching-missing", deleting(M), M, MISSING),
     ("matching-object", setting(M, {"type": "call"}), M, ARRAY),
@@ -316,6 +318,9 @@ async def test_limits_are_inclusive(emu: CalltouchEmulator, http: aiohttp.Client
     body = valid_body()
     setting((*L1, "addComment"), "я" * 1000)(body)
     setting(M, [{"type": "call", "callParams": {"callId": 1}}] * 20)(body)
+    status, _ = await send(http, emu, body)
+    assert status == 200
+    setting((*L1, "addComment"), "😀" * 500)(body)  # 1000 UTF-16 code units
     status, _ = await send(http, emu, body)
     assert status == 200
 

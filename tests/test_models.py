@@ -613,10 +613,20 @@ def test_not_commented_entry_keeps_its_error() -> None:
 
 
 def test_missing_optional_members_take_defaults() -> None:
-    comments = decode_response(b'{"data": {"comments": [{"commented": true}, {}]}}').comments
+    body = b'{"data": {"comments": [{"commented": true}, {"commented": false}]}}'
+    comments = decode_response(body).comments
     assert comments is not None
     assert [c.commented for c in comments] == [True, False]
     assert comments[1].call_info is None and comments[1].error is None
+
+
+@pytest.mark.parametrize(
+    "entry", [b"{}", b'{"callInfo": {"callId": 1}, "error": null}'], ids=["empty", "call-info"]
+)
+def test_an_entry_without_commented_is_malformed(entry: bytes) -> None:
+    # Silence says nothing about whether the comment was applied: never "not commented".
+    with pytest.raises(MalformedResponseError, match="commented"):
+        decode_response(b'{"data": {"comments": [' + entry + b"]}}")
 
 
 def test_unknown_fields_are_ignored_at_every_level() -> None:

@@ -160,6 +160,9 @@ def test_comment_is_required_by_the_constructor() -> None:
         pytest.param("\u3000\u00a0", id="unicode-spaces"),
         pytest.param("x" * (MAX_COMMENT_CHARS + 1), id="1001"),
         pytest.param("😀" * (MAX_COMMENT_CHARS + 1), id="1001-non-bmp"),
+        # Counted in UTF-16 code units, as Calltouch most likely does: an emoji is 2.
+        pytest.param("😀" * MAX_COMMENT_CHARS, id="1000-emoji-is-2000-units"),
+        pytest.param("x" * (MAX_COMMENT_CHARS - 1) + "😀", id="999-plus-emoji"),
         pytest.param("ж" * (MAX_COMMENT_CHARS + 1), id="1001-cyrillic"),
         pytest.param("a\ud800b", id="lone-surrogate"),
         pytest.param("\udfff", id="lone-low-surrogate"),
@@ -177,7 +180,7 @@ def test_bad_comment(comment: object) -> None:
         pytest.param("x", id="1"),
         pytest.param(" x ", id="padded"),
         pytest.param("x" * MAX_COMMENT_CHARS, id="1000"),
-        pytest.param("😀" * MAX_COMMENT_CHARS, id="1000-non-bmp"),
+        pytest.param("😀" * (MAX_COMMENT_CHARS // 2), id="500-emoji-is-1000-units"),
         pytest.param("ж" * MAX_COMMENT_CHARS, id="1000-cyrillic"),
         pytest.param('quote " backslash \\ newline \n', id="escapes"),
     ],
@@ -187,8 +190,10 @@ def test_good_comment(comment: str) -> None:
 
 
 def test_over_long_comment_message_gives_the_length() -> None:
-    [problem] = validate_lead(lead_with(CallMatch(1), "😀" * 1001))
+    [problem] = validate_lead(lead_with(CallMatch(1), "ж" * 1001))
     assert "1000" in problem.message and "1001" in problem.message
+    [problem] = validate_lead(lead_with(CallMatch(1), "😀" * 501))
+    assert "UTF-16" in problem.message and "1002" in problem.message
 
 
 def test_limits_are_the_documented_ones() -> None:

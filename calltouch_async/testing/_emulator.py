@@ -39,6 +39,9 @@ what is documented):
   ``....phones``. ``tags`` problems are reported at ``....tags`` (not per item); a phone must
   contain a digit, an e-mail must look like ``x@y``. Ids must be JSON integers (not strings,
   floats or booleans). ``date`` must be exactly ``dd-mm-yyyy HH:MM:SS``, naive.
+  ``addComment``'s 1000 characters are counted in UTF-16 code units (an emoji is 2): the
+  ``fieldPath``/``violations`` shape looks like Java Bean Validation, whose ``@Size`` counts
+  that way (Symfony's ``Length`` would count code points; neither is confirmed).
 - Matching semantics: ``call``/``request`` find the lead with that id if it has the tags
   (``tagsLogic`` "or": any of them; anything else, including the doc's "and": all of them).
   Contact entries find leads sharing a phone (compared as digits, a leading 8 of an 11-digit

@@ -36,6 +36,13 @@ MAX_MATCHING = 20
 MAX_COMMENT_LENGTH = 1000
 _INT64_MAX = 2**63 - 1
 
+
+def _utf16_length(text: str) -> int:
+    """Length in UTF-16 code units [inferred]: the doc's violation messages look like
+    Java Bean Validation, whose ``@Size`` counts UTF-16 code units (an emoji is 2)."""
+    return sum(2 if ord(char) > 0xFFFF else 1 for char in text)
+
+
 MISSING = "This field is missing."
 NOT_BLANK = "This value should not be blank."
 TYPE_ARRAY = "This value should be of type array."
@@ -136,7 +143,7 @@ class _Checker:
             self.fail(path, NOT_BLANK)
         elif not isinstance(value, str):
             self.fail(path, TYPE_STRING)
-        elif len(value) > MAX_COMMENT_LENGTH:
+        elif _utf16_length(value) > MAX_COMMENT_LENGTH:
             self.fail(path, TOO_LONG)
         else:
             return value
