@@ -157,6 +157,7 @@ class _Signals:
         os.write(2, b"\nstopping: no new requests; waiting for those in flight "
                     b"(signal again to exit at once)\n")
         self._source.stop()
+        # Kept so the close is not garbage-collected mid-way: the loop holds tasks weakly.
         self._closing = asyncio.ensure_future(self._client.aclose())
 
 
