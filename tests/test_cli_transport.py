@@ -107,6 +107,24 @@ def test_plain_http_off_loopback_exits_2_and_names_the_flag(
     assert LoopbackResolver.asked == [] and no_lookups == []
 
 
+def test_what_the_client_would_refuse_is_a_usage_error_before_any_file_is_opened(
+    no_lookups: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The CLI's own URL check lets user info through; the client's does not.
+    leads = write_lines(tmp_path / "leads.jsonl", [call_line(1, "never sent")])
+    out = tmp_path / "results.jsonl"
+
+    code = main([
+        "comment", str(leads), "--site-id", str(SITE_ID),
+        "--base-url", "https://user:pw@calltouch.example", "--out", str(out), "--no-progress",
+    ])
+
+    assert code == EXIT_USAGE
+    assert "user name or password" in capsys.readouterr().err
+    assert not out.exists()
+    assert LoopbackResolver.asked == [] and no_lookups == []
+
+
 def test_allow_insecure_http_reaches_the_client(
     no_lookups: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
