@@ -5,18 +5,23 @@ with a status (see ``CommentStatus``). Exceptions are for conditions that stop a
 
     CalltouchError                  base of everything raised here
     ├── AuthError                   wrong access token or site id (401/403 or an auth API error);
-    │                               fatal: raised at once, requests in flight are cancelled
+    │                               fatal and sticky: raised at once, requests in flight are
+    │                               cancelled, every later call raises it too
     ├── RedirectError               Calltouch answered 3xx (a wrong ``base_url``, a proxy):
-    │                               never followed; fatal like AuthError
-    ├── ClientClosedError           the client was closed (or never opened) when used
+    │                               never followed; fatal and sticky like AuthError
+    ├── ClientClosedError           (also a RuntimeError) the client is closing or closed when
+    │                               a call starts, or aclose() left a comment_many input unread
+    ├── WrongEventLoopError         (also a RuntimeError) the client was used from an event loop
+    │                               other than the one it opened on; nothing was sent
     ├── DailyBudgetExhaustedError   comment_many stopped reading: daily_request_budget is spent
     │                               (raised after the results of every lead it had read)
-    ├── MalformedResponseError      a body that is not what the API documents
-    └── RateLimiterUnavailableError a shared limiter (Redis) cannot be reached; nothing was sent
-                                    (raised by the limiter; the client reports the leads of
-                                    that request ``failed`` with it as the reason)
+    ├── MalformedResponseError      a body that is not what the API documents (low-level decoder
+    │                               only: in the client such an answer makes its leads unknown)
+    └── RateLimiterUnavailableError a shared limiter or budget (Redis) cannot be reached; nothing
+                                    was sent (raised by the limiter; the client reports the
+                                    leads of that request ``failed`` with it as the reason)
 
-No message ever contains the access token: they name the site id instead.
+No message ever contains the access token (AuthError names the site id instead).
 """
 
 from __future__ import annotations

@@ -87,8 +87,7 @@ class Permit:
     """One request's start, as a limiter counts it.
 
     ``at`` is when the start counts: for a granted permit, when it was granted until it is
-    settled; once settled as sent, when the request really went out. ``waited`` is how many
-    seconds :meth:`RateLimiter.acquire` waited for it (the telemetry's limiter wait).
+    settled; once settled as sent, when the request really went out.
 
     The client settles every permit exactly once, through :meth:`settle`: ``sent=True`` when
     the request's headers are written, ``sent=False`` when the exchange ended without the
@@ -96,7 +95,7 @@ class Permit:
     Redis limiter are counted from when they were granted and do not move.
     """
 
-    __slots__ = ("_clock", "_lock", "at", "state", "waited")
+    __slots__ = ("_clock", "_lock", "at", "state")
 
     def __init__(
         self, clock: Clock, lock: threading.Lock | None = None, *, movable: bool = True
@@ -105,10 +104,9 @@ class Permit:
         self._lock = lock
         self.at = clock()
         self.state = _PENDING if movable else _SENT
-        self.waited = 0.0
 
     def __repr__(self) -> str:
-        return f"Permit(at={self.at:.3f}, {_STATE_NAMES[self.state]}, waited={self.waited:.3f})"
+        return f"Permit(at={self.at:.3f}, {_STATE_NAMES[self.state]})"
 
     @property
     def pending(self) -> bool:
@@ -284,7 +282,6 @@ class SlidingWindowLimiter(_Pausable):
         self.margin.widen(now)
 
     async def acquire(self) -> Permit:
-        began = self._clock()
         permit = Permit(self._clock, self._lock)
         permit.state = _WAITING
         try:
@@ -293,7 +290,7 @@ class SlidingWindowLimiter(_Pausable):
                     now = self._clock()
                     wait = self._reserve(permit, now)
                     if wait <= 0:
-                        permit.at, permit.state, permit.waited = now, _PENDING, now - began
+                        permit.at, permit.state = now, _PENDING
                         return permit
                 await self._sleep(wait)
         except BaseException:
@@ -357,7 +354,6 @@ class SpacedLimiter(_Pausable):
         return f"{type(self).__name__}(interval={self.interval:.3f}s)"
 
     async def acquire(self) -> Permit:
-        began = self._clock()
         while True:
             while (wait := self._paused_until - self._clock()) > 0:
                 await self._sleep(wait)
@@ -365,9 +361,7 @@ class SpacedLimiter(_Pausable):
             # A 429 may have paused everyone while this waited in the bucket: then wait out
             # the pause and queue again, so the waiters do not all start when it ends.
             if self._paused_until <= self._clock():
-                permit = Permit(self._clock, movable=False)
-                permit.waited = permit.at - began
-                return permit
+                return Permit(self._clock, movable=False)
 
 
 def _check_limits(rate: int, period: float, margin: float) -> None:

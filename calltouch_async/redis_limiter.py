@@ -327,13 +327,10 @@ class RedisRateLimiter:
         reservation stays used (that costs one slot of throughput, never safety).
         """
         loop = asyncio.get_running_loop()
-        began = loop.time()
         reservation = await self.reserve()
         if reservation.wait > 0:
             await asyncio.sleep(reservation.wait)
-        permit = Permit(loop.time, movable=False)
-        permit.waited = permit.at - began
-        return permit
+        return Permit(loop.time, movable=False)
 
     async def reserve(self, *, now_us: int | None = None) -> Reservation:
         """Reserve the next start slot and return it, without sleeping.

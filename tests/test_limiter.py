@@ -175,7 +175,6 @@ def test_shared_limiter_is_one_for_every_loop_and_thread() -> None:
     assert other is first
     assert asyncio.run(take(0))[0] is first
     assert sixth.at >= five[0].at + first.window
-    assert sixth.waited > 0
 
 
 def test_starts_from_two_threads_share_one_window() -> None:
@@ -276,18 +275,18 @@ async def test_a_permit_settled_as_not_sent_frees_its_slot() -> None:
     assert await starts(limiter, clock, 1) == [0.0]
 
 
-async def test_every_limiter_returns_a_permit_with_its_wait() -> None:
+async def test_every_limiter_grants_a_permit_once_its_wait_is_over() -> None:
     clock = FakeClock()
     spaced = SpacedLimiter(clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
     await spaced.cooldown(2.0)
     permit = await spaced.acquire()
-    assert isinstance(permit, Permit) and permit.waited == pytest.approx(2.0)
+    assert isinstance(permit, Permit) and permit.at == pytest.approx(2.0)
     permit.settle(sent=True)  # counted from when it was granted: it does not move
     assert permit.at == pytest.approx(2.0) and not permit.pending
     window = window_limiter(clock, margin=0.0)
-    await starts(window, clock, 5)
-    sixth = await window.acquire()
-    assert sixth.waited == pytest.approx(1.0) and sixth.pending
+    first = (await starts(window, clock, 5))[0]
+    sixth = await window.acquire()  # granted a full window after the first start
+    assert sixth.at == pytest.approx(first + 1.0) and sixth.pending
 
 
 # --------------------------------------------------------------------------- adaptive margin

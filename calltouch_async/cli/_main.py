@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import os
 import stat
 import sys
@@ -20,6 +19,7 @@ from typing import Any, Final, NoReturn, TypeAlias, cast
 from yarl import URL
 
 from .._constants import DEFAULT_BASE_URL, DEFAULT_MAX_IN_FLIGHT
+from .._token import Secret, argument_problem, is_loopback
 from .._version import __version__
 from ._csv import CSV_HELP, CsvRows
 from ._input import BatchReader, InputError, InputFormat, JsonLines
@@ -51,11 +51,14 @@ exit codes (comment):
   0    every lead was commented or not_commented
   1    an unexpected error stopped the run
   2    usage error (arguments, missing token/site id, unreadable FILE, a CSV header
-       naming no lead column, a bad --base-url)
+       naming no lead column, a bad --base-url or a plain http:// one off this machine
+       without --allow-insecure-http)
   3    Calltouch refused the credentials (leads not applied: written failed)
   4    some leads invalid or rejected (fix those input lines)
   5    some leads failed (not applied; safe to send again: --resume does)
   6    some leads unknown (sent, unanswered: may or may not be applied)
+  7    Calltouch answered a redirect (check --base-url; redirects are never followed):
+       leads without an answer written unknown
   130  interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM); 141 the results pipe closed
 the worst lead status wins: unknown > failed > invalid/rejected; with --resume, leads
 settled by earlier runs count too.
@@ -98,38 +101,38 @@ def _encoding(text: str) -> str:
     return text
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_base_url(text: str) -> str:
-    """``text`` if it is an http(s) URL with a host; plain http only for loopback, since the
-    token would travel in clear."""
+def check_base_url(text: str, *, allow_insecure_http: bool = False) -> str:
+    """``text`` if it is an http(s) URL with a host; plain http only for loopback (the token
+    would travel in clear) unless ``--allow-insecure-http`` was given."""
     try:
         url = URL(text)
     except (ValueError, TypeError):
         url = URL()
     if url.scheme not in ("http", "https") or not url.host:
         raise UsageError(f"--base-url must be an http(s) URL such as {DEFAULT_BASE_URL}")
-    if url.scheme == "http" and not _is_loopback(url.host):
-        raise UsageError("--base-url: use https (plain http is allowed for loopback only)")
+    if url.scheme == "http" and not (allow_insecure_http or is_loopback(url.host)):
+        raise UsageError(
+            "--base-url: use https (plain http would send the access token unencrypted; it is "
+            "allowed for loopback only, or with --allow-insecure-http)"
+        )
     return text
 
 
 def _comment_settings(args: argparse.Namespace) -> Settings:
-    base_url = check_base_url(args.base_url)
+    insecure = args.allow_insecure_http
+    base_url = check_base_url(args.base_url, allow_insecure_http=insecure)
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:
         raise UsageError(f"set {TOKEN_ENV} to the API key (it is never taken as a flag)")
     site_id = (args.site_id or os.environ.get(SITE_ID_ENV, "")).strip()
     if not site_id:
         raise UsageError(f"give --site-id or set {SITE_ID_ENV}")
-    return Settings(site_id, token, base_url, args.max_in_flight, args.grace)
+    # Whatever else the client would refuse with ValueError is a usage error too, found
+    # before any file is opened; its messages never hold the token.
+    problem = argument_problem(site_id, Secret(token), base_url, insecure)
+    if problem is not None:
+        raise UsageError(str(problem))
+    return Settings(site_id, token, base_url, args.max_in_flight, args.grace, insecure)
 
 
 def _is_csv(args: argparse.Namespace) -> bool:
@@ -189,7 +192,7 @@ def _run_comment(args: argparse.Namespace) -> int:
     _check_combinations(args)
     settings = None if args.dry_run else _comment_settings(args)
     if args.dry_run:
-        check_base_url(args.base_url)
+        check_base_url(args.base_url, allow_insecure_http=args.allow_insecure_http)
     try:
         previous = load_previous(args.out) if args.resume else None
     except (OSError, ValueError) as exc:
@@ -321,6 +324,12 @@ def _add_comment_parser(commands: _Commands) -> None:
     )
     p.add_argument("--site-id", help=f"Calltouch site id (default: ${SITE_ID_ENV})")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL, help="API base URL (%(default)s)")
+    p.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="accept a plain http:// --base-url off this machine (the access token then "
+        "travels unencrypted)",
+    )
     p.add_argument(
         "--out", default="-", metavar="PATH", help="results as JSON lines (default: - = stdout)"
     )

@@ -19,7 +19,6 @@ from .._models import CommentResult, CommentStatus
 
 __all__ = [
     "FAILED_OUT_STATUSES",
-    "FINAL_STATUSES",
     "FailedOut",
     "Previous",
     "ResultRecord",
@@ -27,11 +26,6 @@ __all__ = [
     "load_previous",
 ]
 
-#: A lead with one of these results is not sent again by ``--resume``.
-FINAL_STATUSES: Final = frozenset({
-    CommentStatus.COMMENTED, CommentStatus.NOT_COMMENTED,
-    CommentStatus.INVALID, CommentStatus.REJECTED,
-})
 #: Leads ``--failed-out`` writes back in the input's format.
 FAILED_OUT_STATUSES: Final = frozenset({
     CommentStatus.FAILED, CommentStatus.UNKNOWN, CommentStatus.REJECTED, CommentStatus.INVALID,

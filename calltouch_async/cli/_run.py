@@ -29,7 +29,7 @@ from .._constants import (
     RATE_LIMIT_PERIOD,
     RATE_LIMIT_REQUESTS,
 )
-from .._errors import AuthError, CalltouchError
+from .._errors import AuthError, CalltouchError, RedirectError
 from .._models import CommentStatus
 from .._validation import Problem, validate_lead
 from ._progress import Progress
@@ -38,7 +38,8 @@ from ._source import LeadSource
 
 __all__ = [
     "EXIT_AUTH", "EXIT_ERROR", "EXIT_FAILED", "EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_OK",
-    "EXIT_PIPE", "EXIT_TERMINATED", "EXIT_UNKNOWN", "EXIT_USAGE", "DryRun", "Outcome",
+    "EXIT_PIPE", "EXIT_REDIRECT", "EXIT_TERMINATED", "EXIT_UNKNOWN", "EXIT_USAGE", "DryRun",
+    "Outcome",
     "Settings", "UsageError", "comment_file", "dry_run",
 ]
 
@@ -49,13 +50,14 @@ EXIT_AUTH: Final = 3
 EXIT_INPUT: Final = 4
 EXIT_FAILED: Final = 5
 EXIT_UNKNOWN: Final = 6
+EXIT_REDIRECT: Final = 7  # Calltouch answered 3xx: a wrong --base-url, or a proxy
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT
 EXIT_PIPE: Final = 141  # 128 + SIGPIPE: the reader of the results went away
 EXIT_TERMINATED: Final = 143  # 128 + SIGTERM
 
 _STOP_CODES: Final = {
     "interrupt": EXIT_INTERRUPTED, "terminate": EXIT_TERMINATED, "auth": EXIT_AUTH,
-    "error": EXIT_ERROR, "pipe": EXIT_PIPE,
+    "error": EXIT_ERROR, "pipe": EXIT_PIPE, "redirect": EXIT_REDIRECT,
 }
 _SIGNALS: Final = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate"}
 _INPUT_STATUSES: Final = frozenset({CommentStatus.INVALID, CommentStatus.REJECTED})
@@ -79,6 +81,7 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     grace: float = DEFAULT_GRACE
+    allow_insecure_http: bool = False
 
 
 @dataclass
@@ -90,7 +93,7 @@ class Outcome:
     carried: Counter[str] = field(default_factory=Counter)  # settled earlier, not resent
     unanswered: int = 0  # leads the stream gave no result for, written by the CLI itself
     next_line: int | None = None  # first input line not read, when the run stopped early
-    stopped: str | None = None  # "interrupt", "terminate", "auth", "error", "pipe"
+    stopped: str | None = None  # "interrupt", "terminate", "auth", "redirect", "error", "pipe"
     malformed: int = 0
 
     @property
@@ -157,6 +160,7 @@ class _Signals:
         os.write(2, b"\nstopping: no new requests; waiting for those in flight "
                     b"(signal again to exit at once)\n")
         self._source.stop()
+        # Kept so the close is not garbage-collected mid-way: the loop holds tasks weakly.
         self._closing = asyncio.ensure_future(self._client.aclose())
 
 
@@ -170,8 +174,8 @@ async def comment_file(
 ) -> Outcome:
     """The ``comment`` command's work: the source's leads through the client into ``sink``.
 
-    Never raises for an auth error, a closed pipe or a signal: the outcome says why the run
-    stopped. A lead the stream gave no result for is written ``failed`` after an
+    Never raises for an auth error, a redirect, a closed pipe or a signal: the outcome says
+    why the run stopped. A lead the stream gave no result for is written ``failed`` after an
     ``AuthError`` (nothing ran), otherwise ``unknown`` (it may have been sent).
     """
     outcome = Outcome(sink.counts)
@@ -179,6 +183,7 @@ async def comment_file(
     client = CalltouchClient(
         settings.site_id, settings.token, base_url=settings.base_url,
         max_in_flight=settings.max_in_flight, flush_timeout=settings.grace,
+        allow_insecure_http=settings.allow_insecure_http,
     )
     with _Signals(client, source) as signals:
         try:
@@ -190,6 +195,9 @@ async def comment_file(
         except AuthError as exc:
             progress.say(f"error: {exc}")
             outcome.stopped = "auth"
+        except RedirectError as exc:
+            progress.say(f"error: {exc}")
+            outcome.stopped = "redirect"
         except CalltouchError as exc:
             if signals.received is None:
                 progress.say(f"error: {exc}")
@@ -210,6 +218,11 @@ def _write_unanswered(source: LeadSource[Any], sink: ResultSink, stopped: str | 
     if stopped == "auth":
         # Calltouch refused the credentials: no request of this run was executed.
         status, error = CommentStatus.FAILED, "not applied: Calltouch refused the credentials"
+    elif stopped == "redirect":
+        # A 3xx does not say whether something behind it ran the request, and the client
+        # does not say which of these leads were in a request already written.
+        status = CommentStatus.UNKNOWN
+        error = "the run stopped on a redirect (check --base-url): may or may not have been sent"
     else:
         status = CommentStatus.UNKNOWN
         error = "the run stopped before an answer: may or may not have been applied"

@@ -18,7 +18,8 @@ automatically when the package is installed.
 """
 
 from ._data import Call, Request
-from ._emulator import COMMENT_PATH, CalltouchEmulator, Fault, serve_forever
+from ._emulator import COMMENT_PATH, CalltouchEmulator, serve_forever
+from ._faults import Fault
 from ._ledger import AppliedComment, Ledger, RequestRecord
 
 __all__ = [

@@ -17,11 +17,9 @@ most 5 requests per second per IP with 429 for the excess, which is not executed
 Inferred behaviour (the doc is silent; chosen here, and the client must not rely on it beyond
 what is documented):
 
-- Rate window: strict sliding window per client IP. A request is accepted only if fewer than
-  ``rate_limit`` accepted requests arrived in the preceding ``rate_period`` seconds, so no
-  half-open window ``[t, t + rate_period)`` ever holds more than ``rate_limit`` accepted
-  requests. 429s do not count. The 429 body is an ``apiError`` with ``errorCode`` 429 and
-  ``Retry-After`` is not sent unless ``retry_after`` is given.
+- Rate window: a strict sliding window per client IP (see ``_rate_window``); 429s do not
+  count. The 429 body is an ``apiError`` with ``errorCode`` 429 and ``Retry-After`` is not sent
+  unless ``retry_after`` is given.
 - Credentials: a missing or wrong ``Access-Token`` or ``SiteId`` gets HTTP 401 with an
   ``apiError`` body, errorCode 401, "Invalid access token or site id" (the real status and text
   are unpublished). Credentials are checked after the rate window, as a gateway would.
@@ -55,162 +53,43 @@ what is documented):
 - Ids in answers are JSON numbers (the doc's example; its table says strings).
 - Latency applies to every answer, 429s included; it models the round trip.
 
-Test knobs (not Calltouch behaviour): a request gets at most one injected fault, the first
-injection that claims it. ``RATE_LIMIT``, ``SERVER_ERROR``, ``AUTH_FAILURE`` and
-``UNMAPPED_VIOLATION`` act before anything runs (an injected 429 does not use up the rate
-window); ``APPLY_THEN_DROP``, ``SLOW`` and ``MALFORMED_JSON`` act on whatever answer the request
-would get (normally a 200 after applying). A request the rate window rejects never reaches the
-faults. ``reset()`` also empties the rate window.
+Test knobs (not Calltouch behaviour): injected faults (see ``_faults``), which a request the
+rate window rejects never reaches. ``reset()`` also empties the rate window.
+
+Layout: ``_answers`` (the bodies sent), ``_faults`` (injection), ``_rate_window``, ``_data``
+(calls, requests, matching), ``_validation`` (parsing the body), ``_ledger`` (what happened).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import hmac
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, Self
 
 import msgspec
 from aiohttp import web
 
-from . import _data
+from . import _answers, _data
+from ._answers import Answer
 from ._data import Call, DataStore, Request
+from ._faults import BEFORE_EXECUTING, Fault, Faults, Injection, answer_before_executing
 from ._ledger import Ledger, RequestRecord
-from ._validation import Lead, Violation, parse_comments
+from ._rate_window import RateWindow
+from ._validation import Lead, parse_comments
 
 __all__ = ["COMMENT_PATH", "CalltouchEmulator", "Fault", "serve_forever"]
 
 COMMENT_PATH = "/lead-service/v1/api/comment/lead/add"
 
-_JSON = "application/json"
-_ENCODE = msgspec.json.Encoder().encode
 # Big enough for 100 leads of 1000 characters each escaped as \uXXXX, plus 20 matching
 # entries each; Calltouch's own limit is not published.
 _MAX_BODY = 16 * 1024 * 1024
-
-
-class Fault(enum.Enum):
-    """Failures the emulator can be told to produce (see ``CalltouchEmulator.inject``)."""
-
-    RATE_LIMIT = "rate_limit"
-    """Answer 429, execute nothing."""
-    SERVER_ERROR = "server_error"
-    """Answer 500 (JSON body), 502 or 503 (HTML body), execute nothing."""
-    APPLY_THEN_DROP = "apply_then_drop"
-    """Execute the request, then close the connection without answering."""
-    SLOW = "slow"
-    """Execute, then wait the injection's ``delay`` seconds before answering."""
-    MALFORMED_JSON = "malformed_json"
-    """Execute, then answer 200 with a truncated JSON body."""
-    AUTH_FAILURE = "auth_failure"
-    """Answer as if the credentials were wrong, execute nothing."""
-    UNMAPPED_VIOLATION = "unmapped_violation"
-    """Execute nothing; answer a validationError whose fieldPaths name no lead."""
-
-
-# Faults decided before anything runs; the others alter the answer after executing.
-_BEFORE_EXECUTING = frozenset(
-    {Fault.RATE_LIMIT, Fault.SERVER_ERROR, Fault.AUTH_FAILURE, Fault.UNMAPPED_VIOLATION}
-)
-
-
-@dataclass(slots=True)
-class _Injection:
-    fault: Fault
-    on_requests: frozenset[int]
-    probability: float
-    delay: float
-    remaining: int | None
-
-    def hits(self, number: int, rng: random.Random) -> bool:
-        if self.remaining == 0:
-            return False
-        if number in self.on_requests:
-            return True
-        return self.probability > 0 and rng.random() < self.probability
-
-
-class _Answer(NamedTuple):
-    status: int
-    body: bytes
-    outcome: str
-    content_type: str = _JSON
-
-
-def _api_error(code: int, message: str) -> bytes:
-    data = {"errorCode": code, "errorMessage": message}
-    return _ENCODE(
-        {
-            "meta": [],
-            "data": {"type": "apiError", "apiErrorData": data, "validationErrorData": None},
-        }
-    )
-
-
-def _validation_error(violations: Iterable[Violation]) -> bytes:
-    data = {"violations": [v.to_json() for v in violations]}
-    return _ENCODE(
-        {
-            "meta": [],
-            "data": {"type": "validationError", "apiErrorData": None, "validationErrorData": data},
-        }
-    )
-
-
-_RATE_LIMITED = _Answer(429, _api_error(429, "Too Many Requests"), "rate_limited")
-_AUTH_FAILED = _Answer(401, _api_error(401, "Invalid access token or site id"), "auth_failed")
-_TOO_LARGE = _Answer(413, _api_error(413, "Request body is too large"), "bad_request")
-_NOT_JSON = _Answer(400, _api_error(400, "Invalid JSON body"), "bad_request")
-_NOT_OBJECT = _Answer(400, _api_error(400, "Request body must be a JSON object"), "bad_request")
 _NOT_FOUND = "Lead not found"
-_UNMAPPED = _validation_error(
-    [Violation("comments", "Invalid request"), Violation("", "Invalid request")]
-)
-_SERVER_ERRORS = (
-    (500, _api_error(500, "Internal Server Error"), _JSON),
-    (502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
-    (503, b"<html><body><h1>503 Service Unavailable</h1></body></html>", "text/html"),
-)
-
-
-class _RateWindow:
-    """Accepted arrival times per client IP over the last ``period`` seconds."""
-
-    __slots__ = ("_limit", "_period", "_seen")
-
-    def __init__(self, limit: int | None, period: float) -> None:
-        self._limit = limit
-        self._period = period
-        self._seen: dict[str, deque[float]] = {}
-
-    def admit(self, remote: str, now: float) -> bool:
-        """Accept (and remember) this arrival unless ``limit`` were accepted in ``period``."""
-        if self._limit is None:
-            return True
-        seen = self._seen.setdefault(remote, deque())
-        # Arrivals at exactly now - period are outside: windows are half-open [t, t + period).
-        while seen and seen[0] <= now - self._period:
-            seen.popleft()
-        if len(seen) >= self._limit:
-            return False
-        seen.append(now)
-        return True
-
-    def release(self, remote: str, now: float) -> None:
-        """Forget an accepted arrival that ended up answered 429 (an injected one)."""
-        seen = self._seen.get(remote)
-        if seen and now in seen:
-            seen.remove(now)
-
-    def clear(self) -> None:
-        self._seen.clear()
 
 
 class CalltouchEmulator:
@@ -229,9 +108,9 @@ class CalltouchEmulator:
     __slots__ = (
         "_clock",
         "_data",
+        "_faults",
         "_host",
         "_inbound_jitter",
-        "_injections",
         "_latency",
         "_max_body_size",
         "_port",
@@ -277,8 +156,8 @@ class CalltouchEmulator:
         self._clock = clock
         self._retry_after = retry_after
         self._max_body_size = max_body_size
-        self._window = _RateWindow(rate_limit, rate_period)
-        self._injections: list[_Injection] = []
+        self._window = RateWindow(rate_limit, rate_period)
+        self._faults = Faults()
         self._data = DataStore()
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -445,24 +324,17 @@ class CalltouchEmulator:
         fault. Arrival numbers count every request, 429s included; a request the rate window
         rejects never reaches the faults, so a fault aimed at it is not spent.
         """
-        numbers = frozenset(on_requests)
-        if any(n < 1 for n in numbers):
-            raise ValueError("on_requests are 1-based arrival numbers")
-        if not 0.0 <= probability <= 1.0:
-            raise ValueError("probability must be within [0, 1]")
-        if delay < 0 or (times is not None and times < 0):
-            raise ValueError("delay and times must not be negative")
-        self._injections.append(_Injection(Fault(fault), numbers, probability, delay, times))
+        self._faults.add(fault, on_requests, probability, delay, times)
 
     def clear_faults(self) -> None:
         """Remove every injected fault."""
-        self._injections.clear()
+        self._faults.clear()
 
     def reset(self) -> None:
         """Clear the ledger (arrival numbers restart at 1), the faults and the rate window;
         keep the calls and requests."""
         self.ledger.clear()
-        self._injections.clear()
+        self._faults.clear()
         self._window.clear()
 
     # -- the handler -----------------------------------------------------------------------
@@ -474,55 +346,37 @@ class CalltouchEmulator:
         remote = request.remote or ""
         record = self.ledger.arrive(now, remote)
         if not self._window.admit(remote, now):
-            return await self._respond(request, record, _RATE_LIMITED, None)
-        injection = self._pick_fault(record.number)
+            return await self._respond(request, record, _answers.RATE_LIMITED, None)
+        injection = self._faults.pick(record.number, self._rng)
         record.fault = injection.fault if injection is not None else None
-        if injection is not None and injection.fault in _BEFORE_EXECUTING:
+        if injection is not None and injection.fault in BEFORE_EXECUTING:
             if injection.fault is Fault.RATE_LIMIT:
                 self._window.release(remote, now)
-            return await self._respond(request, record, self._fault_answer(injection), None)
+            answer = answer_before_executing(injection.fault, self._rng)
+            return await self._respond(request, record, answer, None)
         answer = await self._execute(request, record)
         return await self._respond(request, record, answer, injection)
 
-    def _pick_fault(self, number: int) -> _Injection | None:
-        for injection in self._injections:
-            if injection.hits(number, self._rng):
-                if injection.remaining is not None:
-                    injection.remaining -= 1
-                return injection
-        return None
-
-    def _fault_answer(self, injection: _Injection) -> _Answer:
-        outcome = f"fault:{injection.fault.value}"
-        if injection.fault is Fault.RATE_LIMIT:
-            return _RATE_LIMITED._replace(outcome=outcome)
-        if injection.fault is Fault.AUTH_FAILURE:
-            return _AUTH_FAILED._replace(outcome=outcome)
-        if injection.fault is Fault.UNMAPPED_VIOLATION:
-            return _Answer(400, _UNMAPPED, outcome)
-        status, body, content_type = self._rng.choice(_SERVER_ERRORS)
-        return _Answer(status, body, outcome, content_type)
-
-    async def _execute(self, request: web.Request, record: RequestRecord) -> _Answer:
+    async def _execute(self, request: web.Request, record: RequestRecord) -> Answer:
         if not self._authorized(request):
-            return _AUTH_FAILED
+            return _answers.AUTH_FAILED
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _TOO_LARGE
+            return _answers.TOO_LARGE
         try:
             body = msgspec.json.decode(raw)
         except msgspec.DecodeError:
-            return _NOT_JSON
+            return _answers.NOT_JSON
         if not isinstance(body, dict):
-            return _NOT_OBJECT
+            return _answers.NOT_OBJECT
         comments = body.get("comments")
         record.lead_count = len(comments) if isinstance(comments, list) else 0
         leads, violations = parse_comments(body)
         if violations:
-            return _Answer(400, _validation_error(violations), "validation_error")
+            return Answer(400, _answers.validation_error(violations), "validation_error")
         results = [self._comment(lead, record.number) for lead in leads]
-        return _Answer(200, _ENCODE({"meta": [], "data": {"comments": results}}), "ok")
+        return Answer(200, _answers.encode({"meta": [], "data": {"comments": results}}), "ok")
 
     def _authorized(self, request: web.Request) -> bool:
         token = request.headers.get("Access-Token", "").encode("utf-8", "surrogateescape")
@@ -547,8 +401,8 @@ class CalltouchEmulator:
         self,
         request: web.Request,
         record: RequestRecord,
-        answer: _Answer,
-        injection: _Injection | None,
+        answer: Answer,
+        injection: Injection | None,
     ) -> web.StreamResponse:
         """Wait the latency (and a SLOW delay), then answer, truncate or drop as told."""
         fault = injection.fault if injection is not None else None

@@ -10,10 +10,8 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._emulator import Fault
+from ._faults import Fault
 
 __all__ = ["AppliedComment", "Ledger", "RequestRecord"]
 
