@@ -7,8 +7,10 @@ locals of frames that error reporters record. Knows nothing of HTTP exchanges.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+from html.entities import html5
 from typing import Final
 
 from yarl import URL
@@ -86,18 +88,39 @@ class Scrubber:
 
     It works on decoded text, never on the answer's bytes (a short token would corrupt them),
     and finds the token however the text quotes it: each character as is, escaped the ways
-    JSON allows (``Ab3\\/xY9``, ``\\u002f``), backslashes doubled by a ``repr``, or
-    percent-encoded as in a URL (``Ab3%2FxY9``).
+    JSON allows (``Ab3\\/xY9``, ``\\u002f``), backslashes doubled by a ``repr``,
+    percent-encoded as in a URL (``Ab3%2FxY9``, ``+`` for a space), or as an HTML/XML entity
+    (``&#x2F;``, ``&#47;``, ``&sol;``), as error pages escape what they echo.
     """
 
-    __slots__ = ("_length", "_pattern")
+    __slots__ = ("_length", "_numeric", "_pattern")
 
     def __init__(self, token: str) -> None:
         self._pattern = re.compile("".join(map(_any_quoting, token))) if token else None
         self._length = len(token)
+        self._numeric = token.isdigit()
 
     def text(self, text: str) -> str:
         return self._pattern.sub("***", text) if self._pattern is not None else text
+
+    def ident(self, value: int | str | None) -> int | str | None:
+        """An id from an answer, with the token replaced by ``***`` if the id echoes it.
+
+        An id that is the token (in any quoting) is always an echo. Inside a longer id the
+        token is replaced only when it is at least :data:`_EMBEDDED_MIN` characters: a short
+        token occurs by chance inside real ids (token ``7`` in call id ``12734``), and an id
+        changed by that would no longer name its call. A short token cannot be kept out of
+        every text anyway (``e`` is in any ``repr``); what matters is a real, long one.
+        """
+        pattern = self._pattern
+        if pattern is None or value is None or (isinstance(value, int) and not self._numeric):
+            return value  # a number can only be a token made of digits
+        text = str(value)
+        if pattern.fullmatch(text):
+            return "***"
+        if self._length >= _EMBEDDED_MIN and pattern.search(text):
+            return pattern.sub("***", text)
+        return value
 
     def excerpt(self, raw: bytes) -> str:
         """A short start of a raw body, without the token even where the cut falls in it."""
@@ -107,11 +130,37 @@ class Scrubber:
 
 
 _EXCERPT_WINDOW: Final = 200
+#: The shortest token replaced inside a longer id (:meth:`Scrubber.ident`); real tokens are
+#: far longer, and a match this long inside an id is no accident.
+_EMBEDDED_MIN: Final = 8
 
 
 def _any_quoting(char: str) -> str:
+    """A pattern for ``char`` as any quoting common in echoed text may have written it."""
+    code = ord(char)
     forms = [re.escape(char), r"\\+" + re.escape(char)]
-    if ord(char) <= 0xFFFF:
-        forms.append(rf"\\+u(?i:{ord(char):04x})")
-    forms.append("".join(f"%(?i:{byte:02x})" for byte in char.encode()))
+    if code <= 0xFF:
+        forms.append(rf"\\+x(?i:{code:02x})")  # Python and JavaScript string escapes
+    if code <= 0xFFFF:
+        forms.append(rf"\\+u(?i:{code:04x})")
+    utf8 = char.encode()
+    forms.append("".join(f"%(?i:{byte:02x})" for byte in utf8))
+    forms.append("".join(f"%25(?i:{byte:02x})" for byte in utf8))  # percent-encoded twice
+    if char == " ":
+        forms.append(r"\+")  # form encoding (application/x-www-form-urlencoded)
+    # HTML/XML character references: hex or decimal with any leading zeros (the ";" may be
+    # missing, as browsers allow), and the named ones HTML5 defines for the character.
+    forms.append(rf"&#(?:[xX]0*(?i:{code:x})|0*{code});?")
+    forms += [re.escape(name) for name in _html_names().get(char, ())]
     return "(?:" + "|".join(forms) + ")"
+
+
+@functools.cache
+def _html_names() -> dict[str, list[str]]:
+    """Every HTML5 named reference of one character, by that character (``/``: ``&sol;``)."""
+    names: dict[str, list[str]] = {}
+    for name, char in html5.items():
+        if len(char) == 1:
+            names.setdefault(char, []).append("&" + name)
+    # Longest first, so that "&amp;" is taken whole rather than as "&amp" and a stray ";".
+    return {char: sorted(forms, key=len, reverse=True) for char, forms in names.items()}

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import msgspec
@@ -24,7 +24,7 @@ import msgspec
 from ._constants import COMMENT_PATH, MAX_ANSWER_BYTES, READ_CHUNK_BYTES, USER_AGENT
 from ._errors import MalformedResponseError, excerpt
 from ._limiter import Permit
-from ._models import LeadOutcome, ResponseData, Violation, decode_response
+from ._models import CallInfo, LeadOutcome, RequestInfo, ResponseData, Violation, decode_response
 from ._token import Scrubber
 
 __all__ = [
@@ -353,17 +353,43 @@ def classify(
     return exchange
 
 
+_Ids = TypeVar("_Ids", CallInfo, RequestInfo)
+
+
 def _scrub_outcome(outcome: LeadOutcome, scrubber: Scrubber) -> LeadOutcome:
-    if outcome.error is None:
+    """``outcome`` without the token in its error or ids (an echoing server may put it there)."""
+    error = outcome.error if outcome.error is None else scrubber.text(outcome.error)
+    call, request = outcome.call_info, outcome.request_info
+    if call is not None:
+        call = _scrub_ids(call, scrubber)
+    if request is not None:
+        request = _scrub_ids(request, scrubber)
+    if error == outcome.error and call is outcome.call_info and request is outcome.request_info:
         return outcome
-    error = scrubber.text(outcome.error)
-    return outcome if error == outcome.error else msgspec.structs.replace(outcome, error=error)
+    return msgspec.structs.replace(outcome, error=error, call_info=call, request_info=request)
+
+
+def _scrub_ids(ids: _Ids, scrubber: Scrubber) -> _Ids:
+    """``ids`` itself when no id echoes the token, else a copy with those ids scrubbed."""
+    changed: dict[str, int | str | None] = {}
+    for name in ids.__struct_fields__:
+        value = getattr(ids, name)
+        scrubbed = scrubber.ident(value)
+        if scrubbed is not value:
+            changed[name] = scrubbed
+    return msgspec.structs.replace(ids, **changed) if changed else ids
 
 
 def _classify_data(status: int, data: ResponseData) -> Exchange:
     if status in _AUTH_STATUSES or _is_auth_error(data):
         return Exchange(Reply.AUTH, status, _api_message(data))
     if data.type == "validationError" or data.violations:
+        if data.comments:
+            # Per-lead results say it ran, the error type says it did not: neither is proof,
+            # and re-sending would apply the leads again. Trusting the results would be a
+            # guess too (commented: true beside a validation error is no honest answer).
+            detail = "validation error beside per-lead results: may have run"
+            return Exchange(Reply.UNKNOWN, status, detail)
         return Exchange(Reply.VIOLATIONS, status, "validation error", violations=data.violations)
     if status < 300 and data.comments is not None:
         return Exchange(Reply.OK, status, outcomes=data.comments)
