@@ -131,6 +131,9 @@ class CalltouchClient:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            kind = type(session).__name__
+            raise TypeError(f"session must be an aiohttp.ClientSession, got {kind}")
         if retry is not None and retry_unknown:
             raise ValueError("pass retry_unknown=True to your RetryPolicy, not to the client")
         self._state = _State.OPEN

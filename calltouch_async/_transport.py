@@ -142,19 +142,21 @@ class Transport:
     def __init__(
         self, session: aiohttp.ClientSession, base_url: str, site_id: int | str, token: str
     ) -> None:
-        self._session = session
-        self._scrubber = Scrubber(token)
-        self.traced = any(isinstance(t, SendTimeTrace) for t in session.trace_configs)
         self.url = base_url.rstrip("/") + COMMENT_PATH
+        self._scrubber = Scrubber(token)
         self._headers = {
             "Access-Token": token,
             "SiteId": str(site_id),
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
         }
+        del token  # from here on, a failure's frames (recorded with locals) do not hold it
+        self._session = session
+        self.traced = any(isinstance(t, SendTimeTrace) for t in session.trace_configs)
 
     def __repr__(self) -> str:
-        return f"Transport(url={self.url!r})"
+        # Works on a half-built Transport: error reporters repr the locals of failed frames.
+        return f"Transport(url={getattr(self, 'url', None)!r})"
 
     async def post(self, body: bytes, attempt: Attempt) -> Exchange:
         """Send ``body`` once and classify what came back (never raises on HTTP errors).
