@@ -165,7 +165,7 @@ class _AttemptRecord:
     """One HTTP attempt, from charging the budget to its answer (an async context manager)."""
 
     __slots__ = (
-        "_attempt", "_charged", "_in_flight", "_started", "_telemetry", "kind", "leads",
+        "_attempt", "_charged", "_counted", "_in_flight", "_started", "_telemetry", "kind", "leads",
         "number", "refusal", "span", "status",
     )
 
@@ -174,6 +174,7 @@ class _AttemptRecord:
         self._attempt = attempt
         self._charged = False
         self._in_flight = False
+        self._counted = False  # requests and in_flight count this attempt (it may have left)
         self._started = 0.0
         self.leads = leads
         self.number = number
@@ -201,9 +202,16 @@ class _AttemptRecord:
         telemetry.waited(now - self._started)
         self._started = now
         self._in_flight = True
-        telemetry.in_flight += 1
+        self._attempt.on_sent = self._left
         if telemetry.otel is not None:
             self.span = telemetry.otel.start(self.leads, self.number)
+
+    def _left(self) -> None:
+        """The request may have left: ``requests`` and ``in_flight`` count it from now, so
+        the answers add up to ``requests - in_flight`` at every moment."""
+        self._counted = True
+        self._telemetry.requests += 1
+        self._telemetry.in_flight += 1
 
     def answered(self, exchange: Exchange) -> Exchange:
         """Classify the exchange's answer; returns it unchanged."""
@@ -219,7 +227,8 @@ class _AttemptRecord:
     ) -> None:
         sent = False
         if self._in_flight:
-            sent = self._attempt.may_be_sent and self.kind != "not_sent"
+            self._attempt.on_sent = None  # counted once, and never after it ended
+            sent = self._counted and self.kind != "not_sent"
             if not sent:
                 self.kind = "not_sent"
             elif self.kind is None:
@@ -367,10 +376,12 @@ class Telemetry:
         self, record: _AttemptRecord, sent: bool, duration: float, exc: BaseException | None
     ) -> None:
         """An attempt that reached ``sending()`` is over; ``record.kind`` is its answer."""
-        self.in_flight -= 1
         kind = record.kind or "not_sent"
+        if record._counted:
+            self.in_flight -= 1
+            if not sent:  # it may have left, and proved it did not (body not written in full)
+                self.requests -= 1
         if sent:
-            self.requests += 1
             self.today()
             self._requests_today += 1
             self._answers[kind if kind in self._answers else "other"] += 1
