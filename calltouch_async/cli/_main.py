@@ -121,18 +121,23 @@ def check_base_url(text: str, *, allow_insecure_http: bool = False) -> str:
 def _comment_settings(args: argparse.Namespace) -> Settings:
     insecure = args.allow_insecure_http
     base_url = check_base_url(args.base_url, allow_insecure_http=insecure)
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if not token:
+    # Held as a Secret: the UsageErrors below leave this frame, whose locals error
+    # reporters record.
+    token = Secret(os.environ.get(TOKEN_ENV, "").strip())
+    if not token.value:
         raise UsageError(f"set {TOKEN_ENV} to the API key (it is never taken as a flag)")
     site_id = (args.site_id or os.environ.get(SITE_ID_ENV, "")).strip()
     if not site_id:
         raise UsageError(f"give --site-id or set {SITE_ID_ENV}")
     # Whatever else the client would refuse with ValueError is a usage error too, found
     # before any file is opened; its messages never hold the token.
-    problem = argument_problem(site_id, Secret(token), base_url, insecure)
+    problem = argument_problem(site_id, token, base_url, insecure)
     if problem is not None:
         raise UsageError(str(problem))
-    return Settings(site_id, token, base_url, args.max_in_flight, args.grace, insecure)
+    if not (site_id.isascii() and site_id.isdigit()):
+        # Calltouch's site ids are numbers: any other is a typo, not worth a run of failures.
+        raise UsageError(f"--site-id must be the site's number, got {site_id!r}")
+    return Settings(site_id, token.value, base_url, args.max_in_flight, args.grace, insecure)
 
 
 def _is_csv(args: argparse.Namespace) -> bool:
