@@ -297,3 +297,24 @@ async def test_a_redirect_reaches_every_waiting_submit() -> None:
         raised = await asyncio.gather(*calls, return_exceptions=True)
     assert all(isinstance(e, RedirectError) for e in raised), raised
     assert len(api.posts) == 1
+
+
+@pytest.mark.parametrize("violations", [[], [{"fieldPath": "comments[0]", "message": "bad"}]])
+async def test_a_validation_error_beside_per_lead_results_is_never_resent(
+    violations: list[dict[str, str]],
+) -> None:
+    # Results say the leads were commented, the type says nothing ran: a re-send of what may
+    # have run would apply it again (halving used to send each lead three times).
+    async def contradict(request: web.Request, server: Server) -> web.Response:
+        body = results_body(server.posts[-1].leads())
+        body["data"] |= {"type": "validationError",
+                         "validationErrorData": {"violations": violations}}
+        return web.json_response(body)
+
+    async with serve(contradict) as api, client(api.url) as c:
+        results = await c.comment(make_leads(4))
+        stats = c.stats()
+    assert len(api.posts) == 1
+    assert [r.status for r in results] == [S.UNKNOWN] * 4
+    assert all(r.error and "may have run" in r.error for r in results)
+    assert stats.answers.lost == 1

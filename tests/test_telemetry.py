@@ -371,3 +371,31 @@ async def test_metrics_endpoint_example_serves_the_stats(
     assert f"calltouch_budget_used{{{site}}} 1\n" in text
     assert "# TYPE calltouch_requests_today gauge" in text
     assert TOKEN not in text
+
+
+async def test_answers_add_up_to_requests_minus_in_flight_at_every_moment(
+    emulator: EmulatorFactory,
+) -> None:
+    import asyncio
+    import dataclasses
+
+    async with emulator(calls=400, latency=0.2) as emu, client_for(emu, retry=FAST_RETRY) as c:
+        emu.inject(Fault.RATE_LIMIT, on_requests=[2])
+        emu.inject(Fault.APPLY_THEN_DROP, on_requests=[3])
+        async def run() -> None:
+            async for _ in c.comment_many(make_leads(400)):
+                pass
+
+        task = asyncio.create_task(run())
+        snapshots = []
+        while not task.done():
+            snapshots.append(c.stats())
+            await asyncio.sleep(0)
+        await task
+        snapshots.append(c.stats())
+    for s in snapshots:
+        assert sum(dataclasses.astuple(s.answers)) == s.requests - s.in_flight, s
+    # Requests at the server are counted while they wait there, not only once answered.
+    assert max(s.in_flight for s in snapshots) >= 3
+    assert any(s.requests >= s.in_flight >= 3 for s in snapshots)
+    assert snapshots[-1].requests == len(emu.ledger.requests)
