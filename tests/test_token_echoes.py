@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from hostile import Server, results_body, serve
+from hostile import Server, serve
 
 from calltouch_async import CalltouchClient, CommentStatus
 from calltouch_async._token import Scrubber
@@ -43,7 +43,8 @@ async def echoed_ids(token: str, value: object) -> list[Any]:
 
     async def answer(request: web.Request, server: Server) -> web.Response:
         echo = request.headers["Access-Token"]
-        return ids_answer(server, value.replace("{token}", echo) if isinstance(value, str) else value)
+        ids = value.replace("{token}", echo) if isinstance(value, str) else value
+        return ids_answer(server, ids)
 
     async with serve(answer) as api:
         async with CalltouchClient(SITE_ID, token, base_url=api.url, rate_limiter=None) as c:
@@ -149,7 +150,7 @@ class NotASession:  # e.g. another HTTP library's client passed by mistake
 
 
 def test_a_session_of_the_wrong_type_is_refused_without_the_token() -> None:
-    with pytest.raises(TypeError, match="aiohttp.ClientSession") as caught:
+    with pytest.raises(TypeError, match=r"aiohttp\.ClientSession") as caught:
         CalltouchClient(SITE_ID, TOKEN, session=NotASession())  # type: ignore[arg-type]
     assert TOKEN not in exception_text(caught.value)
 
