@@ -386,11 +386,11 @@ def _classify_data(status: int, data: ResponseData) -> Exchange:
     if status in _AUTH_STATUSES or _is_auth_error(data):
         return Exchange(Reply.AUTH, status, _api_message(data))
     if data.type == "validationError" or data.violations:
-        if data.comments:
-            # Per-lead results say it ran, the error type says it did not: neither is proof,
-            # and re-sending would apply the leads again. Trusting the results would be a
-            # guess too (commented: true beside a validation error is no honest answer).
-            detail = "validation error beside per-lead results: may have run"
+        if data.comments and any(outcome.commented for outcome in data.comments):
+            # Results say leads were commented, the error type says nothing ran: neither is
+            # proof, and re-sending would apply the leads again. Trusting the results would
+            # be a guess too (commented: true beside a validation error is no honest answer).
+            detail = "validation error beside leads reported commented: may have run"
             return Exchange(Reply.UNKNOWN, status, detail)
         return Exchange(Reply.VIOLATIONS, status, "validation error", violations=data.violations)
     if status < 300 and data.comments is not None:

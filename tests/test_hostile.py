@@ -306,7 +306,7 @@ async def test_a_validation_error_beside_per_lead_results_is_never_resent(
     # Results say the leads were commented, the type says nothing ran: a re-send of what may
     # have run would apply it again (halving used to send each lead three times).
     async def contradict(request: web.Request, server: Server) -> web.Response:
-        body = results_body(server.posts[-1].leads())
+        body = results_body(server.posts[-1].leads(), commented=True)
         body["data"] |= {"type": "validationError",
                          "validationErrorData": {"violations": violations}}
         return web.json_response(body)
@@ -318,3 +318,16 @@ async def test_a_validation_error_beside_per_lead_results_is_never_resent(
     assert [r.status for r in results] == [S.UNKNOWN] * 4
     assert all(r.error and "may have run" in r.error for r in results)
     assert stats.answers.lost == 1
+
+
+async def test_a_validation_error_beside_results_all_uncommented_is_a_validation_error() -> None:
+    # Both say nothing was applied: halving and re-sending is safe, as for any violation.
+    async def agree(request: web.Request, server: Server) -> web.Response:
+        body = results_body(server.posts[-1].leads(), commented=False, error="bad")
+        body["data"] |= {"type": "validationError"}
+        return web.json_response(body)
+
+    async with serve(agree) as api, client(api.url) as c:
+        results = await c.comment(make_leads(2))
+    assert [r.status for r in results] == [S.REJECTED] * 2
+    assert len(api.posts) == 3  # the pair, then each lead alone
