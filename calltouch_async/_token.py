@@ -73,9 +73,13 @@ def _url_problem(base_url: str, allow_insecure_http: bool) -> Exception | None:
 
 
 def is_loopback(host: str) -> bool:
-    """True for this machine: 127.0.0.0/8, ::1, ``localhost`` and its subdomains."""
+    """True for this machine: 127.0.0.0/8, ::1 and ``localhost`` itself.
+
+    Not ``*.localhost``: without a resolver that special-cases it (glibc alone has none), such
+    a name is looked up in DNS, search domains included, and may answer with another host.
+    """
     host = host.strip("[]").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -100,10 +100,16 @@ def test_plain_http_is_accepted_when_the_caller_takes_the_risk() -> None:
 @pytest.mark.parametrize(
     "url",
     ["http://127.0.0.1:1", "http://127.8.9.10", "http://[::1]:8080", "http://localhost:80",
-     "http://api.localhost", "https://api.calltouch.ru"],
+     "https://api.calltouch.ru"],
 )
 def test_loopback_and_https_need_no_opt_in(url: str) -> None:
     CalltouchClient(SITE_ID, TOKEN, base_url=url)
+
+
+def test_a_subdomain_of_localhost_is_not_taken_for_loopback() -> None:
+    # glibc resolves "api.localhost" through DNS (search domains included): it may be anywhere.
+    with pytest.raises(ValueError, match="allow_insecure_http"):
+        CalltouchClient(SITE_ID, TOKEN, base_url="http://api.localhost")
 
 
 @pytest.mark.parametrize(
