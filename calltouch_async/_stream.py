@@ -23,7 +23,7 @@ from ._constants import MAX_LEADS_PER_REQUEST
 from ._dispatch import NOT_SENT_CLOSED, Dispatcher, Flight, Item, with_status
 from ._errors import DailyBudgetExhaustedError
 from ._models import CommentResult, CommentStatus, LeadComment
-from ._validation import describe, validate_lead
+from ._validation import describe, passes, validate_lead
 
 __all__ = ["Stream", "iterate"]
 
@@ -149,8 +149,7 @@ class Stream:
         put = self.queue.put_nowait
         chunk = self._chunk
         for index, lead in enumerate(leads):
-            problems = validate_lead(lead)
-            if problems:
+            if not passes(lead) and (problems := validate_lead(lead)):
                 put([_invalid(index, lead, describe(problems))])
             else:
                 chunk.append((index, lead))
@@ -172,8 +171,7 @@ class Stream:
         loop = asyncio.get_running_loop()
         async for lead in leads:
             index += 1
-            problems = validate_lead(lead)
-            if problems:
+            if not passes(lead) and (problems := validate_lead(lead)):
                 self.queue.put_nowait([_invalid(index, lead, describe(problems))])
             else:
                 chunk = self._chunk  # the linger timer may have launched the last one

@@ -343,7 +343,7 @@ def classify(
         return Exchange(reply, status, scrubber.text(detail))
     exchange = _classify_data(status, data)
     exchange.detail = scrubber.text(exchange.detail)
-    exchange.outcomes = [_scrub_outcome(o, scrubber) for o in exchange.outcomes]
+    _scrub_outcomes(exchange.outcomes, scrubber)
     exchange.violations = [
         msgspec.structs.replace(
             v, field_path=scrubber.text(v.field_path), message=scrubber.text(v.message)
@@ -353,11 +353,13 @@ def classify(
     return exchange
 
 
-def _scrub_outcome(outcome: LeadOutcome, scrubber: Scrubber) -> LeadOutcome:
-    if outcome.error is None:
-        return outcome
-    error = scrubber.text(outcome.error)
-    return outcome if error == outcome.error else msgspec.structs.replace(outcome, error=error)
+def _scrub_outcomes(outcomes: list[LeadOutcome], scrubber: Scrubber) -> None:
+    """Scrub every per-lead ``error``, in place; nearly all are None, so this is one cheap
+    pass that calls nothing for them."""
+    for position, outcome in enumerate(outcomes):
+        error = outcome.error
+        if error is not None and (clean := scrubber.text(error)) != error:
+            outcomes[position] = msgspec.structs.replace(outcome, error=clean)
 
 
 def _classify_data(status: int, data: ResponseData) -> Exchange:
