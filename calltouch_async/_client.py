@@ -38,7 +38,7 @@ from ._errors import ClientClosedError, WrongEventLoopError
 from ._limiter import RateLimiter, shared_limiter
 from ._models import CommentResult, LeadComment
 from ._retry import RetryPolicy
-from ._stream import Stream, iterate
+from ._stream import Stream, collect, iterate
 from ._telemetry import Stats, new_telemetry
 from ._token import Secret, argument_problem
 from ._transport import SendTimeTrace, Transport
@@ -308,8 +308,9 @@ class CalltouchClient:
                 f"{len(leads)}; use comment_many() for any number"
             )
         self._check()
-        stream = Stream(leads, max_in_flight=self.max_in_flight, ordered=True)
-        return [result async for result in self._iterate(stream)]
+        # Unordered: collect() sorts the results once, at the end.
+        stream = Stream(leads, max_in_flight=self.max_in_flight)
+        return await collect(stream, self._attach, self._streams.discard, self._unread_error)
 
     def comment_many(
         self,

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
-from typing import TypeAlias
+from operator import attrgetter
+from typing import Final, TypeAlias
 
 from ._constants import MAX_LEADS_PER_REQUEST
 from ._dispatch import NOT_SENT_CLOSED, Dispatcher, Flight, Item, with_status
@@ -25,7 +26,7 @@ from ._errors import DailyBudgetExhaustedError
 from ._models import CommentResult, CommentStatus, LeadComment
 from ._validation import describe, passes, validate_lead
 
-__all__ = ["Stream", "iterate"]
+__all__ = ["Stream", "collect", "iterate"]
 
 Leads: TypeAlias = Iterable[LeadComment] | AsyncIterable[LeadComment]
 
@@ -326,17 +327,7 @@ async def iterate(
     try:
         stream.start(dispatcher)
         reorder = stream.reorder
-        while True:
-            item = await stream.queue.get()
-            if isinstance(item, _End):
-                if item.error is not None:
-                    raise item.error
-                if stream.unread:
-                    raise unread_error()
-                return
-            if isinstance(item, BaseException):
-                raise item
-            dispatcher.telemetry.count(item)  # every lead's final status, counted once
+        while (item := await _next_batch(stream, dispatcher, unread_error)) is not None:
             batch = reorder.push(item) if reorder is not None else item
             for result in batch:
                 yield result
@@ -344,6 +335,49 @@ async def iterate(
     finally:
         detach(stream)
         await stream.cancel()
+
+
+async def collect(
+    stream: Stream,
+    attach: Callable[[Stream], Dispatcher],
+    detach: Callable[[Stream], None],
+    unread_error: Callable[[], BaseException],
+) -> list[CommentResult]:
+    """What :func:`iterate` yields, as one list in input order (``comment()``): the same
+    steps a batch at a time, without an async generator step per lead."""
+    dispatcher = attach(stream)
+    results: list[CommentResult] = []
+    try:
+        stream.start(dispatcher)
+        while (batch := await _next_batch(stream, dispatcher, unread_error)) is not None:
+            results += batch
+            stream.consumed(len(batch))
+    finally:
+        detach(stream)
+        await stream.cancel()
+    results.sort(key=_INDEX_OF)
+    return results
+
+
+async def _next_batch(
+    stream: Stream, dispatcher: Dispatcher, unread_error: Callable[[], BaseException]
+) -> list[CommentResult] | None:
+    """The next results the stream has (counted), or None after the last; raises what the
+    stream ended with."""
+    item = await stream.queue.get()
+    if isinstance(item, _End):
+        if item.error is not None:
+            raise item.error
+        if stream.unread:
+            raise unread_error()
+        return None
+    if isinstance(item, BaseException):
+        raise item
+    dispatcher.telemetry.count(item)  # every lead's final status, counted once
+    return item
+
+
+_INDEX_OF: Final = attrgetter("index")
 
 
 def _invalid(index: int, lead: LeadComment, problems: str) -> CommentResult:
