@@ -38,7 +38,7 @@ from ._errors import ClientClosedError, WrongEventLoopError
 from ._limiter import RateLimiter, shared_limiter
 from ._models import CommentResult, LeadComment
 from ._retry import RetryPolicy
-from ._stream import Stream, collect, iterate
+from ._stream import Stream, batches, collect, iterate
 from ._telemetry import Stats, new_telemetry
 from ._token import Secret, argument_problem
 from ._transport import SendTimeTrace, Transport
@@ -357,9 +357,9 @@ class CalltouchClient:
             )
         return await self._coalescer.submit(lead, self._check)
 
-    def _submit_stream(self, source: SubmitSource) -> AsyncGenerator[CommentResult, None]:
+    def _submit_stream(self, source: SubmitSource) -> AsyncGenerator[list[CommentResult], None]:
         stream = Stream(
             source, max_in_flight=self.max_in_flight, linger=self.linger,
             linger_from_first=True, keep=source.keep, end_input=source.close,
         )
-        return self._iterate(stream)
+        return batches(stream, self._attach, self._streams.discard, self._unread_error)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from operator import attrgetter
-from typing import Final, TypeAlias
+from typing import Final, Protocol, TypeAlias, runtime_checkable
 
 from ._constants import MAX_LEADS_PER_REQUEST
 from ._dispatch import NOT_SENT_CLOSED, Dispatcher, Flight, Item, with_status
@@ -26,9 +26,22 @@ from ._errors import DailyBudgetExhaustedError
 from ._models import CommentResult, CommentStatus, LeadComment
 from ._validation import describe, passes, validate_lead
 
-__all__ = ["Stream", "collect", "iterate"]
+__all__ = ["BatchSource", "Stream", "batches", "collect", "iterate"]
 
-Leads: TypeAlias = Iterable[LeadComment] | AsyncIterable[LeadComment]
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """A source the stream takes leads from a batch at a time (``submit()``'s)."""
+
+    async def take(self, limit: int) -> list[LeadComment]:
+        """Up to ``limit`` leads, waiting for at least one; ``[]`` when the source ended.
+
+        Must be safe to cancel: leads count as taken only once returned.
+        """
+
+
+Leads: TypeAlias = Iterable[LeadComment] | AsyncIterable[LeadComment] | BatchSource
 
 
 class _End:
@@ -115,7 +128,9 @@ class Stream:
 
     async def _produce(self) -> None:
         try:
-            if isinstance(self._leads, AsyncIterable):
+            if isinstance(self._leads, BatchSource):
+                await self._read_batches(self._leads)
+            elif isinstance(self._leads, AsyncIterable):
                 await self._read_async(self._leads)
             else:
                 await self._read(self._leads)
@@ -188,6 +203,35 @@ class Stream:
                     elif not self._from_first:
                         self._since = loop.time()  # idle linger: counts from the last lead
             self.room -= 1
+            if self.room <= 0:
+                await self._wait_for_room()
+
+    async def _read_batches(self, source: BatchSource) -> None:
+        # _read_async a batch at a time: a batch never holds more than fills the chunk in
+        # hand or the room left, so a full chunk is always its last lead.
+        index = -1
+        size = MAX_LEADS_PER_REQUEST
+        linger = self._linger
+        loop = asyncio.get_running_loop()
+        while leads := await source.take(min(self.room, size - len(self._chunk))):
+            for lead in leads:
+                index += 1
+                if not passes(lead) and (problems := validate_lead(lead)):
+                    self.queue.put_nowait([_invalid(index, lead, describe(problems))])
+                    continue
+                chunk = self._chunk
+                chunk.append((index, lead))
+                if len(chunk) == size:
+                    self._launch()
+                    if self._budget_spent(index):
+                        return
+                elif linger is not None:
+                    if len(chunk) == 1:
+                        self._since = loop.time()
+                        self._timer = loop.call_at(self._since + linger, self._lingered)
+                    elif not self._from_first:
+                        self._since = loop.time()  # idle linger: counts from the last lead
+            self.room -= len(leads)
             if self.room <= 0:
                 await self._wait_for_room()
 
@@ -331,6 +375,24 @@ async def iterate(
             batch = reorder.push(item) if reorder is not None else item
             for result in batch:
                 yield result
+            stream.consumed(len(batch))
+    finally:
+        detach(stream)
+        await stream.cancel()
+
+
+async def batches(
+    stream: Stream,
+    attach: Callable[[Stream], Dispatcher],
+    detach: Callable[[Stream], None],
+    unread_error: Callable[[], BaseException],
+) -> AsyncGenerator[list[CommentResult], None]:
+    """What :func:`iterate` yields, a list at a time as results come (``submit()``)."""
+    dispatcher = attach(stream)
+    try:
+        stream.start(dispatcher)
+        while (batch := await _next_batch(stream, dispatcher, unread_error)) is not None:
+            yield batch
             stream.consumed(len(batch))
     finally:
         detach(stream)
