@@ -309,7 +309,7 @@ class CalltouchClient:
             )
         self._check()
         # Unordered: collect() sorts the results once, at the end.
-        stream = Stream(leads, max_in_flight=self.max_in_flight)
+        stream = Stream(leads, max_in_flight=self.max_in_flight, inline=True)
         return await collect(stream, self._attach, self._streams.discard, self._unread_error)
 
     def comment_many(

@@ -72,14 +72,17 @@ class Stream:
     was read (``comment()`` has read everything anyway; ``submit()`` callers each get
     ``failed`` from the dispatcher, at no request).
 
+    ``inline`` (``comment()``, at most 100 leads from a plain iterable): the first chunk
+    runs in the reading task once the input is read, instead of in a task of its own.
+
     ``keep`` (``submit()``) drops, at launch, items whose callers gave up; ``end_input``
     makes :meth:`close` end the source (which then yields what it holds) instead of cutting
     it off.
     """
 
     __slots__ = (
-        "_chunk", "_cut", "_dispatcher", "_end_input", "_error", "_from_first",
-        "_keep",
+        "_chunk", "_cut", "_dispatcher", "_end_input", "_error", "_from_first", "_held",
+        "_inline", "_keep",
         "_leads", "_linger", "_reading", "_room_waiter", "_running", "_since",
         "_stop_on_budget", "_stopping", "_timer", "producer", "queue", "reorder", "room", "unread",
     )
@@ -95,8 +98,11 @@ class Stream:
         keep: Callable[[Item], bool] | None = None,
         end_input: Callable[[], None] | None = None,
         stop_on_budget: bool = False,
+        inline: bool = False,
     ) -> None:
         self._dispatcher: Dispatcher | None = None
+        self._inline = inline
+        self._held: tuple[list[Item], Flight] | None = None
         self._leads = leads
         self._linger = linger
         self._from_first = linger_from_first
@@ -128,12 +134,14 @@ class Stream:
 
     async def _produce(self) -> None:
         try:
-            if isinstance(self._leads, BatchSource):
-                await self._read_batches(self._leads)
-            elif isinstance(self._leads, AsyncIterable):
-                await self._read_async(self._leads)
+            leads = self._leads
+            # Cheapest test first: a Protocol's isinstance costs ~10 us, an ABC's ~0.2 us.
+            if isinstance(leads, AsyncIterable):
+                await self._read_async(leads)
+            elif not isinstance(leads, Iterable) and isinstance(leads, BatchSource):
+                await self._read_batches(leads)
             else:
-                await self._read(self._leads)
+                await self._read(leads)
         except (asyncio.CancelledError, Exception) as exc:
             task = asyncio.current_task()
             if task is None or not task.cancelling():
@@ -148,6 +156,8 @@ class Stream:
             self._fail_chunk()
         # Leads already read still get their results, then the stream ends (or raises).
         self._launch()
+        if self._held is not None:
+            await self._run_held(self._held)
         while self._running:
             await asyncio.wait(list(self._running))
 
@@ -172,7 +182,8 @@ class Stream:
                 if len(chunk) == size:
                     self._launch()
                     chunk = self._chunk
-                    await asyncio.sleep(0)  # a ready source never suspends: let requests go
+                    if not self._inline:  # a ready source never suspends: let requests go
+                        await asyncio.sleep(0)
                     if self._budget_spent(index):
                         return
             self.room -= 1
@@ -293,6 +304,9 @@ class Stream:
             return
         flight = Flight()
         flight.stopping = self._stopping
+        if self._inline and self._held is None:
+            self._held = (chunk, flight)  # run by the reading task once the input is read
+            return
         task = asyncio.create_task(self._run(chunk, flight))
         self._running[task] = flight
         task.add_done_callback(self._running.pop)
@@ -305,6 +319,21 @@ class Stream:
             raise
         except BaseException as exc:  # AuthError, or a bug: the consumer raises it
             self.queue.put_nowait(exc)
+
+    async def _run_held(self, held: tuple[list[Item], Flight]) -> None:
+        """``comment()``'s one chunk, run in the reading task itself (one task less)."""
+        self._held = None
+        chunk, flight = held
+        producer = asyncio.current_task()
+        assert producer is not None
+        # Registered like a run task: closing marks it stopping, and cancels it (the
+        # dispatcher turns that into results) unless its request is on the wire.
+        flight.stopping = self._stopping
+        self._running[producer] = flight
+        try:
+            await self._run(chunk, flight)
+        finally:
+            del self._running[producer]
 
     def _fail_chunk(self) -> None:
         chunk, self._chunk = self._chunk, []
