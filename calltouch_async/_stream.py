@@ -434,18 +434,12 @@ async def collect(
     detach: Callable[[Stream], None],
     unread_error: Callable[[], BaseException],
 ) -> list[CommentResult]:
-    """What :func:`iterate` yields, as one list in input order (``comment()``): the same
-    steps a batch at a time, without an async generator step per lead."""
-    dispatcher = attach(stream)
+    """What :func:`iterate` yields, as one list in input order (``comment()``): a batch at
+    a time, without an async-generator step per lead."""
     results: list[CommentResult] = []
-    try:
-        stream.start(dispatcher)
-        while (batch := await _next_batch(stream, dispatcher, unread_error)) is not None:
-            results += batch
-            stream.consumed(len(batch))
-    finally:
-        detach(stream)
-        await stream.cancel()
+    # Every exit of this loop comes from inside `batches`, whose `finally` so runs at once.
+    async for batch in batches(stream, attach, detach, unread_error):
+        results += batch
     results.sort(key=_INDEX_OF)
     return results
 

@@ -17,6 +17,7 @@ inline checks, which ``tests/test_validation.py`` holds equal to ``_check_positi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -96,7 +97,6 @@ def _passes(lead: object) -> bool:
     """
     if not isinstance(lead, LeadComment):
         return False
-    found: list[Problem] = []  # stays empty on the fast path: the checks append only on failure
     comment = lead.comment
     # The usual comment, inline: a non-blank str of at most MAX_COMMENT_CHARS / 2 characters
     # (so at most MAX_COMMENT_CHARS UTF-16 units) without a lone surrogate. Anything else
@@ -106,10 +106,12 @@ def _passes(lead: object) -> bool:
         and 0 < len(comment) <= _SHORT_COMMENT
         and (comment.isascii() or _SURROGATE.search(comment) is None)
         and not comment.isspace()
-    ):
-        _check_comment(comment, "", found)
+    ) and not _clean(_check_comment, comment):
+        return False
     matching = lead.matching
-    if not isinstance(matching, list | tuple) or not 0 < len(matching) <= MAX_MATCHING_ENTRIES:
+    if type(matching) is not list and not isinstance(matching, list | tuple):
+        return False
+    if not 0 < len(matching) <= MAX_MATCHING_ENTRIES:
         return False
     for entry in matching:
         if type(entry) is CallMatch:  # the usual entry, inline: a plain positive int id
@@ -117,10 +119,19 @@ def _passes(lead: object) -> bool:
             call_id = params.call_id
             if type(call_id) is not int or not 0 < call_id <= _MAX_INT64:
                 return False
-            if params.tags is not _UNSET or params.tags_logic is not _UNSET:
-                _check_tags(params, "", found)
-        else:
-            _check_entry(entry, "", found)
+            if (
+                params.tags is not _UNSET or params.tags_logic is not _UNSET
+            ) and not _clean(_check_tags, params):
+                return False
+        elif not _clean(_check_entry, entry):
+            return False
+    return True
+
+
+def _clean(check: Callable[[Any, str, list[Problem]], None], value: object) -> bool:
+    """Whether ``check`` finds nothing in ``value`` (with no path: nothing is formatted)."""
+    found: list[Problem] = []
+    check(value, "", found)
     return not found
 
 
