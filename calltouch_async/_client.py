@@ -260,7 +260,7 @@ class CalltouchClient:
         streams = list(self._streams)
         for stream in streams:
             stream.close()
-        running = {s.producer for s in streams if s.producer is not None}
+        running = {s.ended for s in streams if s.ended is not None}
         if running:
             await asyncio.wait(running, timeout=grace)
         for stream in streams:

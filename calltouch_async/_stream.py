@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from operator import attrgetter
-from typing import Final, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 from ._constants import MAX_LEADS_PER_REQUEST
 from ._dispatch import NOT_SENT_CLOSED, Dispatcher, Flight, Item, with_status
@@ -84,7 +84,8 @@ class Stream:
         "_chunk", "_cut", "_dispatcher", "_end_input", "_error", "_from_first", "_held",
         "_inline", "_keep",
         "_leads", "_linger", "_reading", "_room_waiter", "_running", "_since",
-        "_stop_on_budget", "_stopping", "_timer", "producer", "queue", "reorder", "room", "unread",
+        "_stop_on_budget", "_stopping", "_timer", "ended", "producer", "queue", "reorder", "room",
+        "unread",
     )
 
     def __init__(
@@ -117,7 +118,8 @@ class Stream:
         self._running: dict[asyncio.Task[None], Flight] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._since = 0.0
-        self.producer: asyncio.Task[None] | None = None
+        self.producer: asyncio.Task[Any] | None = None  # the task that reads the input
+        self.ended: asyncio.Future[None] | None = None  # set once every result is queued
         self._reading = False
         self._cut = False  # the reader is being stopped by close(), not cancelled
         self._stopping = False  # start no new request
@@ -129,8 +131,23 @@ class Stream:
     def start(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
         self._reading = True
+        self.ended = asyncio.get_running_loop().create_future()
         self.producer = asyncio.create_task(self._produce())
         self.producer.add_done_callback(self._ended)
+
+    async def run_here(self, dispatcher: Dispatcher) -> None:
+        """Read and send in the calling task, to the end (``comment()``: no task of its
+        own, no hop between tasks). Closing the client stops it as it would a run task:
+        this task is cancelled while its request waits in the dispatcher, which turns that
+        into results."""
+        self._dispatcher = dispatcher
+        self._reading = True
+        self.ended = asyncio.get_running_loop().create_future()
+        self.producer = asyncio.current_task()
+        try:
+            await self._produce()
+        finally:
+            self._ended(None)
 
     async def _produce(self) -> None:
         try:
@@ -161,11 +178,13 @@ class Stream:
         while self._running:
             await asyncio.wait(list(self._running))
 
-    def _ended(self, producer: asyncio.Task[None]) -> None:
+    def _ended(self, producer: object) -> None:
         if self._cut:  # also when cancelled before it ever ran
             self.unread = True
             self._fail_chunk()
         self.queue.put_nowait(_End(self._error))
+        if self.ended is not None and not self.ended.done():
+            self.ended.set_result(None)
 
     async def _read(self, leads: Iterable[LeadComment]) -> None:
         # The hot loop of comment() and comment_many() over a list: plain next(), locals, and
@@ -348,7 +367,7 @@ class Stream:
     @property
     def finished(self) -> bool:
         """Every result is in the queue (or the stream never started)."""
-        return self.producer is None or self.producer.done()
+        return self.ended is None or self.ended.done()
 
     def close(self) -> None:
         """Stop reading and start no new request; runs writing a request may finish."""
@@ -376,7 +395,11 @@ class Stream:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        pending = [t for t in (self.producer, *self._running) if t is not None and not t.done()]
+        current = asyncio.current_task()  # run_here's: the consumer's own task
+        pending = [
+            t for t in (self.producer, *self._running)
+            if t is not None and not t.done() and t is not current
+        ]
         for task in pending:
             task.cancel()
         if pending:
@@ -434,12 +457,17 @@ async def collect(
     detach: Callable[[Stream], None],
     unread_error: Callable[[], BaseException],
 ) -> list[CommentResult]:
-    """What :func:`iterate` yields, as one list in input order (``comment()``): a batch at
-    a time, without an async-generator step per lead."""
+    """What :func:`iterate` yields, as one list in input order (``comment()``): the
+    stream runs in this task (:meth:`Stream.run_here`), then its results are taken."""
+    dispatcher = attach(stream)
     results: list[CommentResult] = []
-    # Every exit of this loop comes from inside `batches`, whose `finally` so runs at once.
-    async for batch in batches(stream, attach, detach, unread_error):
-        results += batch
+    try:
+        await stream.run_here(dispatcher)
+        while (batch := await _next_batch(stream, dispatcher, unread_error)) is not None:
+            results += batch  # all queued already: no wait
+    finally:
+        detach(stream)
+        await stream.cancel()
     results.sort(key=_INDEX_OF)
     return results
 
