@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from contextlib import aclosing
 from operator import attrgetter
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
@@ -29,19 +30,31 @@ from ._validation import describe, passes, validate_lead
 __all__ = ["BatchSource", "Stream", "batches", "collect", "iterate"]
 
 
-
 @runtime_checkable
 class BatchSource(Protocol):
     """A source the stream takes leads from a batch at a time (``submit()``'s)."""
 
     async def take(self, limit: int) -> list[LeadComment]:
         """Up to ``limit`` leads, waiting for at least one; ``[]`` when the source ended.
-
-        Must be safe to cancel: leads count as taken only once returned.
-        """
+        Safe to cancel: leads count as taken only once returned."""
 
 
 Leads: TypeAlias = Iterable[LeadComment] | AsyncIterable[LeadComment] | BatchSource
+
+
+class _OneByOne:
+    """An async iterable as a :class:`BatchSource` of one lead per batch."""
+
+    __slots__ = ("_leads",)
+
+    def __init__(self, leads: AsyncIterable[LeadComment]) -> None:
+        self._leads = aiter(leads)
+
+    async def take(self, limit: int) -> list[LeadComment]:
+        try:
+            return [await anext(self._leads)]
+        except StopAsyncIteration:
+            return []
 
 
 class _End:
@@ -72,9 +85,7 @@ class Stream:
     was read (``comment()`` has read everything anyway; ``submit()`` callers each get
     ``failed`` from the dispatcher, at no request).
 
-    ``inline`` (``comment()``, at most 100 leads from a plain iterable): the first chunk
-    runs in the reading task once the input is read, instead of in a task of its own.
-
+    ``inline`` (``comment()``: at most 100 leads): the first chunk runs in the reading task.
     ``keep`` (``submit()``) drops, at launch, items whose callers gave up; ``end_input``
     makes :meth:`close` end the source (which then yields what it holds) instead of cutting
     it off.
@@ -82,10 +93,9 @@ class Stream:
 
     __slots__ = (
         "_chunk", "_cut", "_dispatcher", "_end_input", "_error", "_from_first", "_held",
-        "_inline", "_keep",
-        "_leads", "_linger", "_reading", "_room_waiter", "_running", "_since",
-        "_stop_on_budget", "_stopping", "_timer", "ended", "producer", "queue", "reorder", "room",
-        "unread",
+        "_inline", "_keep", "_leads", "_linger", "_reading", "_room_waiter", "_running",
+        "_since", "_stop_on_budget", "_stopping", "_timer", "ended", "producer", "queue",
+        "reorder", "room", "unread",
     )
 
     def __init__(
@@ -129,19 +139,17 @@ class Stream:
     # ------------------------------------------------------------------ reading
 
     def start(self, dispatcher: Dispatcher) -> None:
-        self._dispatcher = dispatcher
-        self._reading = True
+        """Read and send in a task of the stream's own."""
+        self._dispatcher, self._reading = dispatcher, True
         self.ended = asyncio.get_running_loop().create_future()
         self.producer = asyncio.create_task(self._produce())
         self.producer.add_done_callback(self._ended)
 
     async def run_here(self, dispatcher: Dispatcher) -> None:
-        """Read and send in the calling task, to the end (``comment()``: no task of its
-        own, no hop between tasks). Closing the client stops it as it would a run task:
-        this task is cancelled while its request waits in the dispatcher, which turns that
-        into results."""
-        self._dispatcher = dispatcher
-        self._reading = True
+        """Read and send in the calling task, to the end (``comment()``: no hop between
+        tasks). Closing cancels this task while its request waits in the dispatcher, which
+        turns that into results, as it does a run task."""
+        self._dispatcher, self._reading = dispatcher, True
         self.ended = asyncio.get_running_loop().create_future()
         self.producer = asyncio.current_task()
         try:
@@ -154,7 +162,7 @@ class Stream:
             leads = self._leads
             # Cheapest test first: a Protocol's isinstance costs ~10 us, an ABC's ~0.2 us.
             if isinstance(leads, AsyncIterable):
-                await self._read_async(leads)
+                await self._read_batches(_OneByOne(leads))
             elif not isinstance(leads, Iterable) and isinstance(leads, BatchSource):
                 await self._read_batches(leads)
             else:
@@ -210,35 +218,9 @@ class Stream:
                 await self._wait_for_room()
                 chunk = self._chunk
 
-    async def _read_async(self, leads: AsyncIterable[LeadComment]) -> None:
-        index = -1
-        size = MAX_LEADS_PER_REQUEST
-        linger = self._linger
-        loop = asyncio.get_running_loop()
-        async for lead in leads:
-            index += 1
-            if not passes(lead) and (problems := validate_lead(lead)):
-                self.queue.put_nowait([_invalid(index, lead, describe(problems))])
-            else:
-                chunk = self._chunk  # the linger timer may have launched the last one
-                chunk.append((index, lead))
-                if len(chunk) == size:
-                    self._launch()
-                    if self._budget_spent(index):
-                        return
-                elif linger is not None:
-                    if len(chunk) == 1:
-                        self._since = loop.time()
-                        self._timer = loop.call_at(self._since + linger, self._lingered)
-                    elif not self._from_first:
-                        self._since = loop.time()  # idle linger: counts from the last lead
-            self.room -= 1
-            if self.room <= 0:
-                await self._wait_for_room()
-
     async def _read_batches(self, source: BatchSource) -> None:
-        # _read_async a batch at a time: a batch never holds more than fills the chunk in
-        # hand or the room left, so a full chunk is always its last lead.
+        # A batch never holds more than fills the chunk in hand or the room left, so a full
+        # chunk is always its last lead. An async iterable comes one lead a batch.
         index = -1
         size = MAX_LEADS_PER_REQUEST
         linger = self._linger
@@ -419,18 +401,10 @@ async def iterate(
     Results are yielded until the last one; then the input's own error is raised, or
     ``unread_error()`` if closing left input unread.
     """
-    dispatcher = attach(stream)
-    try:
-        stream.start(dispatcher)
-        reorder = stream.reorder
-        while (item := await _next_batch(stream, dispatcher, unread_error)) is not None:
-            batch = reorder.push(item) if reorder is not None else item
+    async with aclosing(batches(stream, attach, detach, unread_error)) as results:
+        async for batch in results:
             for result in batch:
                 yield result
-            stream.consumed(len(batch))
-    finally:
-        detach(stream)
-        await stream.cancel()
 
 
 async def batches(
@@ -443,7 +417,9 @@ async def batches(
     dispatcher = attach(stream)
     try:
         stream.start(dispatcher)
-        while (batch := await _next_batch(stream, dispatcher, unread_error)) is not None:
+        reorder = stream.reorder
+        while (item := await _next_batch(stream, dispatcher, unread_error)) is not None:
+            batch = reorder.push(item) if reorder is not None else item
             yield batch
             stream.consumed(len(batch))
     finally:
@@ -475,8 +451,7 @@ async def collect(
 async def _next_batch(
     stream: Stream, dispatcher: Dispatcher, unread_error: Callable[[], BaseException]
 ) -> list[CommentResult] | None:
-    """The next results the stream has (counted), or None after the last; raises what the
-    stream ended with."""
+    """The next results (counted), or None after the last; raises what the stream ended with."""
     item = await stream.queue.get()
     if isinstance(item, _End):
         if item.error is not None:
