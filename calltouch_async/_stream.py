@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from contextlib import aclosing
+from itertools import islice
 from operator import attrgetter
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
@@ -28,6 +29,8 @@ from ._models import CommentResult, CommentStatus, LeadComment
 from ._validation import describe, passes, validate_lead
 
 __all__ = ["BatchSource", "Stream", "batches", "collect", "iterate"]
+
+_INDEX_OF: Final = attrgetter("index")
 
 
 @runtime_checkable
@@ -195,28 +198,37 @@ class Stream:
             self.ended.set_result(None)
 
     async def _read(self, leads: Iterable[LeadComment]) -> None:
-        # The hot loop of comment() and comment_many() over a list: plain next(), locals, and
-        # nothing created per lead but its (index, lead) pair. No timer runs for a plain
-        # iterable, so only this loop (and the waits below) replaces the chunk in hand.
-        size = MAX_LEADS_PER_REQUEST
-        put = self.queue.put_nowait
-        chunk = self._chunk
-        for index, lead in enumerate(leads):
-            if not passes(lead) and (problems := validate_lead(lead)):
-                put([_invalid(index, lead, describe(problems))])
-            else:
-                chunk.append((index, lead))
-                if len(chunk) == size:
-                    self._launch()
-                    chunk = self._chunk
-                    if not self._inline:  # a ready source never suspends: let requests go
-                        await asyncio.sleep(0)
-                    if self._budget_spent(index):
-                        return
-            self.room -= 1
+        # comment() and comment_many() over a list, a slice at a time: a slice never holds
+        # more than fills the chunk or the room left (no timer runs for a plain iterable).
+        size, source, index = MAX_LEADS_PER_REQUEST, iter(leads), 0
+        while True:
+            batch: list[LeadComment] = []
+            try:
+                batch.extend(islice(source, min(size - len(self._chunk), self.room)))
+            finally:  # what was taken before the input failed is still read
+                if all(map(passes, batch)):  # nearly always: no Python step per lead
+                    self._chunk += enumerate(batch, index)
+                else:
+                    self._take_checked(batch, index)
+                index += len(batch)
+                self.room -= len(batch)
+            if not batch:
+                return
+            if len(self._chunk) == size:
+                self._launch()
+                if not self._inline:  # a ready source never suspends: let requests go
+                    await asyncio.sleep(0)
+                if self._budget_spent(index - 1):
+                    return
             if self.room <= 0:
                 await self._wait_for_room()
-                chunk = self._chunk
+
+    def _take_checked(self, batch: list[LeadComment], first: int) -> None:  # has invalid leads
+        for index, lead in enumerate(batch, first):
+            if not passes(lead) and (problems := validate_lead(lead)):
+                self.queue.put_nowait([_invalid(index, lead, describe(problems))])
+            else:
+                self._chunk.append((index, lead))
 
     async def _read_batches(self, source: BatchSource) -> None:
         # A batch never holds more than fills the chunk in hand or the room left, so a full
@@ -465,9 +477,6 @@ async def _next_batch(
     return item
 
 
-_INDEX_OF: Final = attrgetter("index")
-
-
 def _invalid(index: int, lead: LeadComment, problems: str) -> CommentResult:
     return CommentResult(index=index, lead=lead, status=CommentStatus.INVALID, error=problems)
 
@@ -482,15 +491,6 @@ class _Reorder:
         self.next_index = 0
 
     def push(self, results: list[CommentResult]) -> list[CommentResult]:
-        if not self._held:  # the common case: a whole chunk, in order, next in line
-            expected = self.next_index
-            for result in results:
-                if result.index != expected:
-                    break
-                expected += 1
-            else:
-                self.next_index = expected
-                return results
         for result in results:
             self._held[result.index] = result
         ready = []
