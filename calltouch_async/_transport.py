@@ -252,6 +252,17 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
     aiohttp decompresses as it reads, in bounded steps, so counting what ``content`` yields
     counts decompressed bytes: a compressed bomb stops at the cap like a plain flood.
     """
+    headers = resp.headers
+    length = resp.content_length
+    if (
+        length is not None
+        and length <= cap
+        and "Transfer-Encoding" not in headers
+        and headers.get("Content-Encoding", "identity").strip().lower() == "identity"
+    ):
+        # The usual answer: framed by Content-Length, not compressed, so aiohttp reads
+        # exactly ``length`` bytes (at most the cap) in one read.
+        return await resp.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(READ_CHUNK_BYTES):
