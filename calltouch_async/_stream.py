@@ -216,8 +216,8 @@ class Stream:
                 return
             if len(self._chunk) == size:
                 self._launch()
-                if not self._inline:  # a ready source never suspends: let requests go
-                    await asyncio.sleep(0)
+                if not self._inline and self.room > 0:  # else the wait below suspends
+                    await asyncio.sleep(0)  # a ready source never suspends: let requests go
                 if self._budget_spent(index - 1):
                     return
             if self.room <= 0:
