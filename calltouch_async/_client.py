@@ -38,7 +38,7 @@ from ._errors import ClientClosedError, WrongEventLoopError
 from ._limiter import RateLimiter, shared_limiter
 from ._models import CommentResult, LeadComment
 from ._retry import RetryPolicy
-from ._stream import Stream, iterate
+from ._stream import Stream, batches, collect, iterate
 from ._telemetry import Stats, new_telemetry
 from ._token import Secret, argument_problem
 from ._transport import SendTimeTrace, Transport
@@ -263,7 +263,7 @@ class CalltouchClient:
         streams = list(self._streams)
         for stream in streams:
             stream.close()
-        running = {s.producer for s in streams if s.producer is not None}
+        running = {s.ended for s in streams if s.ended is not None}
         if running:
             await asyncio.wait(running, timeout=grace)
         for stream in streams:
@@ -311,8 +311,9 @@ class CalltouchClient:
                 f"{len(leads)}; use comment_many() for any number"
             )
         self._check()
-        stream = Stream(leads, max_in_flight=self.max_in_flight, ordered=True)
-        return [result async for result in self._iterate(stream)]
+        # Unordered: collect() sorts the results once, at the end.
+        stream = Stream(leads, max_in_flight=self.max_in_flight, inline=True)
+        return await collect(stream, self._attach, self._streams.discard, self._unread_error)
 
     def comment_many(
         self,
@@ -359,9 +360,9 @@ class CalltouchClient:
             )
         return await self._coalescer.submit(lead, self._check)
 
-    def _submit_stream(self, source: SubmitSource) -> AsyncGenerator[CommentResult, None]:
+    def _submit_stream(self, source: SubmitSource) -> AsyncGenerator[list[CommentResult], None]:
         stream = Stream(
             source, max_in_flight=self.max_in_flight, linger=self.linger,
             linger_from_first=True, keep=source.keep, end_input=source.close,
         )
-        return self._iterate(stream)
+        return batches(stream, self._attach, self._streams.discard, self._unread_error)

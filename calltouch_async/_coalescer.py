@@ -10,8 +10,8 @@ holds is still sent.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Final
 
 import msgspec
 
@@ -20,9 +20,6 @@ from ._errors import AuthError, RedirectError
 from ._models import CommentResult, CommentStatus, LeadComment
 
 __all__ = ["Coalescer", "SubmitSource"]
-
-_CLOSE: Final = object()
-
 
 class _Waiter:
     __slots__ = ("future", "lead")
@@ -33,38 +30,65 @@ class _Waiter:
 
 
 class SubmitSource:
-    """The submitted leads as an async iterator whose ``__anext__`` is safe to cancel.
+    """The submitted leads, handed to the stream a batch at a time (:meth:`take`).
 
-    It numbers leads in the order the stream reads them, which is the stream's ``index``.
+    It numbers leads in the order the stream takes them, which is the stream's ``index``.
+    A batch, not a lead, per step: the stream reads it without an awaited call per lead.
     """
 
-    __slots__ = ("_queue", "_read", "waiters")
+    __slots__ = ("_after_close", "_pending", "_read", "_ready", "waiters")
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[_Waiter | object] = asyncio.Queue()
+        self._pending: deque[_Waiter] = deque()
+        self._ready: asyncio.Future[None] | None = None  # the reader waits for a lead
+        self._after_close: int | None = None  # leads still to hand out once closed
         self.waiters: dict[int, _Waiter] = {}
         self._read = 0
 
-    def __aiter__(self) -> SubmitSource:
-        return self
+    async def take(self, limit: int) -> list[LeadComment]:
+        """Up to ``limit`` leads (waiting for the first); ``[]`` once closed and drained.
 
-    async def __anext__(self) -> LeadComment:
+        Safe to cancel: leads are taken only when the list is returned, without a pause.
+        """
         while True:
-            item = await self._queue.get()
-            if item is _CLOSE:
-                raise StopAsyncIteration
-            assert isinstance(item, _Waiter)
-            if not item.future.done():  # a caller cancelled before its lead was read
-                self.waiters[self._read] = item
+            leads = self._take_now(limit)
+            if leads or self._after_close == 0:
+                return leads
+            self._ready = asyncio.get_running_loop().create_future()
+            try:
+                await self._ready
+            finally:
+                self._ready = None
+
+    def _take_now(self, limit: int) -> list[LeadComment]:
+        pending, waiters = self._pending, self.waiters
+        leads: list[LeadComment] = []
+        if self._after_close is not None:
+            limit = min(limit, self._after_close)
+        while pending and len(leads) < limit:
+            waiter = pending.popleft()
+            if self._after_close is not None:
+                self._after_close -= 1
+            if not waiter.future.done():  # else the caller cancelled before it was read
+                waiters[self._read] = waiter
                 self._read += 1
-                return item.lead
+                leads.append(waiter.lead)
+        return leads
 
     def put(self, waiter: _Waiter) -> None:
-        self._queue.put_nowait(waiter)
+        self._pending.append(waiter)
+        self._wake()
 
     def close(self) -> None:
         """End the iteration once the leads already queued are read."""
-        self._queue.put_nowait(_CLOSE)
+        if self._after_close is None:
+            self._after_close = len(self._pending)
+        self._wake()
+
+    def _wake(self) -> None:
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
 
     def keep(self, item: Item) -> bool:
         """Called as a chunk launches: drop leads whose caller gave up."""
@@ -76,43 +100,85 @@ class SubmitSource:
 
     def unread(self) -> list[_Waiter]:
         """Take the waiters the stream never read."""
-        left = []
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, _Waiter):
-                left.append(item)
+        left = list(self._pending)
+        self._pending.clear()
+        if self._after_close is not None:
+            self._after_close = 0
         return left
 
 
-#: Runs a stream over a source and yields its results (the client's, so it owns the stream).
-StreamFactory = Callable[[SubmitSource], AsyncIterator[CommentResult]]
+#: Runs a stream over a source and yields its results a batch at a time (the client's, so it
+#: owns the stream).
+StreamFactory = Callable[[SubmitSource], AsyncIterator[list[CommentResult]]]
 
 
 class Coalescer:
-    """Owns the stream behind ``submit()``; started on first use, again after a failure."""
+    """Owns the stream behind ``submit()``; started on first use, again after a failure.
 
-    __slots__ = ("_consumer", "_error", "_is_open", "_room", "_source", "_stream")
+    At most ``max_pending`` leads wait for a result; further callers wait for room in
+    arrival order. The bound is a plain counter: a caller that finds room (nearly all)
+    creates nothing for it.
+    """
+
+    __slots__ = (
+        "_consumer", "_error", "_is_open", "_max_pending", "_pending", "_room_waiters",
+        "_source", "_stream",
+    )
 
     def __init__(
         self, stream: StreamFactory, *, max_pending: int, is_open: Callable[[], bool]
     ) -> None:
         self._stream = stream
         self._is_open = is_open
-        self._room = asyncio.Semaphore(max_pending)
+        self._max_pending = max_pending
+        self._pending = 0
+        self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._source: SubmitSource | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
 
     async def submit(self, lead: LeadComment, check: Callable[[], None]) -> CommentResult:
-        """The result of ``lead``; ``check()`` raises if the lead may no longer be taken."""
-        async with self._room:  # backpressure: at most max_pending leads wait
-            # Checked after the wait for room: the client may have closed, or failed, since.
-            check()
-            if self._error is not None:
+        """The result of ``lead``; ``check()`` raises if the lead may no longer be taken
+        (the caller has checked before calling; it is checked again after a wait)."""
+        if self._pending >= self._max_pending or self._room_waiters:
+            await self._wait_for_room()  # backpressure: at most max_pending leads wait
+            try:
+                check()  # the client may have closed since
+            except BaseException:
+                self._leave()
+                raise
+        else:
+            self._pending += 1
+        try:
+            if self._error is not None:  # the stream failed for good (credentials)
                 raise self._error
             future: asyncio.Future[CommentResult] = asyncio.get_running_loop().create_future()
             self._start().put(_Waiter(lead, future))
             return await future
+        finally:
+            self._leave()
+
+    async def _wait_for_room(self) -> None:
+        """Wait in line until a slot is handed over (counted in ``_pending`` already)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room_waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._leave()  # handed a slot, but cancelled before it could use it
+            elif waiter in self._room_waiters:  # _leave may have dropped it already
+                self._room_waiters.remove(waiter)
+            raise
+
+    def _leave(self) -> None:
+        """A caller is done with its slot: hand it to the first in line, or free it."""
+        while self._room_waiters:
+            waiter = self._room_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes on: _pending is unchanged
+                return
+        self._pending -= 1
 
     def _start(self) -> SubmitSource:
         """The running stream's source; a new stream if there is none or it has ended."""
@@ -121,13 +187,17 @@ class Coalescer:
             self._consumer = asyncio.create_task(self._deliver(source, self._stream(source)))
         return self._source
 
-    async def _deliver(self, source: SubmitSource, results: AsyncIterator[CommentResult]) -> None:
+    async def _deliver(
+        self, source: SubmitSource, batches: AsyncIterator[list[CommentResult]]
+    ) -> None:
+        waiters, replace = source.waiters, msgspec.structs.replace
         try:
-            async for result in results:
-                waiter = source.waiters.pop(result.index)
-                if not waiter.future.done():  # else the caller was cancelled after sending
-                    # The caller passed one lead: it is lead 0.
-                    waiter.future.set_result(msgspec.structs.replace(result, index=0))
+            async for batch in batches:
+                for result in batch:
+                    waiter = waiters.pop(result.index)
+                    if not waiter.future.done():  # else the caller was cancelled after sending
+                        # The caller passed one lead: it is lead 0.
+                        waiter.future.set_result(replace(result, index=0))
         except (AuthError, RedirectError) as exc:
             self._error = exc  # credentials or base_url will not get better: every later call too
             _fail_all(source, exc)

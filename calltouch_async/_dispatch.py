@@ -16,7 +16,14 @@ from typing import Final, TypeAlias
 
 from ._errors import AuthError, CalltouchError, RedirectError
 from ._limiter import RateLimiter
-from ._models import CommentResult, CommentStatus, LeadComment, Violation, encode_request
+from ._models import (
+    CommentResult,
+    CommentStatus,
+    LeadComment,
+    LeadOutcome,
+    Violation,
+    encode_request,
+)
 from ._retry import RetryPolicy
 from ._telemetry import Telemetry
 from ._transport import Attempt, Exchange, Reply, Transport
@@ -216,14 +223,7 @@ class Dispatcher:
     def _results(self, part: list[Item], exchange: Exchange) -> list[CommentResult]:
         reply = exchange.reply
         if reply is Reply.OK and len(exchange.outcomes) == len(part):
-            return [
-                CommentResult(
-                    index=index, lead=lead,
-                    status=CommentStatus.COMMENTED if o.commented else CommentStatus.NOT_COMMENTED,
-                    call_info=o.call_info, request_info=o.request_info, error=o.error,
-                )
-                for (index, lead), o in zip(part, exchange.outcomes, strict=True)
-            ]
+            return _answered(part, exchange.outcomes)
         if reply is Reply.AUTH:
             self._refused = exchange
             raise AuthError(self._site_id, exchange.status, exchange.detail)
@@ -253,6 +253,20 @@ def _stopped_by_close(flight: Flight) -> bool:
         return False
     task.uncancel()
     return task.cancelling() == 0  # anyone else's cancellation still propagates
+
+
+def _answered(part: list[Item], outcomes: list[LeadOutcome]) -> list[CommentResult]:
+    """One result per lead from Calltouch's per-lead outcomes (the hot path: locals only)."""
+    commented, not_commented, result = (
+        CommentStatus.COMMENTED, CommentStatus.NOT_COMMENTED, CommentResult
+    )
+    return [
+        result(
+            index=index, lead=lead, status=commented if o.commented else not_commented,
+            call_info=o.call_info, request_info=o.request_info, error=o.error,
+        )
+        for (index, lead), o in zip(part, outcomes, strict=True)
+    ]
 
 
 def with_status(part: list[Item], status: CommentStatus, error: str) -> list[CommentResult]:

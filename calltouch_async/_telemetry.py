@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as day_time
+from operator import attrgetter
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("calltouch_async")
+_STATUS_OF: Final = attrgetter("status")
 
 #: The kinds of answer ``stats().answers`` and the ``reply`` metric attribute distinguish.
 ANSWER_KINDS: Final = (
@@ -420,17 +423,19 @@ class Telemetry:
         }
 
     def count(self, results: Iterable[CommentResult]) -> None:
-        """Results handed out: one dict increment per lead, one metric add per status."""
-        counts = self._leads
-        if self.otel is None:
-            for result in results:
-                counts[result.status] += 1
+        """Results handed out, counted by status in one pass at C speed (a batch nearly
+        always holds one status); one dict update and one metric add per status."""
+        statuses = list(map(_STATUS_OF, results))
+        if not statuses:
             return
-        seen: dict[str, int] = {}
-        for result in results:
-            counts[result.status] += 1
-            seen[result.status] = seen.get(result.status, 0) + 1
-        self.otel.leads(seen)
+        first = statuses[0]
+        same = statuses.count(first)
+        seen = {first: same} if same == len(statuses) else Counter(statuses)
+        counts = self._leads
+        for status, number in seen.items():
+            counts[status] += number
+        if self.otel is not None:
+            self.otel.leads(seen)
 
     def count_status(self, status: str) -> None:
         """One result with ``status`` handed out (a lead that never reached a request)."""

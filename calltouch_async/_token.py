@@ -120,6 +120,8 @@ class Scrubber:
         if pattern is None or value is None or (isinstance(value, int) and not self._numeric):
             return value  # a number can only be a token made of digits
         text = str(value)
+        if len(text) < self._length:
+            return value  # every quoting of the token is at least as long as the token
         if pattern.fullmatch(text):
             return "***"
         if self._length >= _EMBEDDED_MIN and pattern.search(text):

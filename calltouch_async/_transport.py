@@ -254,6 +254,17 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
     aiohttp decompresses as it reads, in bounded steps, so counting what ``content`` yields
     counts decompressed bytes: a compressed bomb stops at the cap like a plain flood.
     """
+    headers = resp.headers
+    length = resp.content_length
+    if (
+        length is not None
+        and length <= cap
+        and "Transfer-Encoding" not in headers
+        and headers.get("Content-Encoding", "identity").strip().lower() == "identity"
+    ):
+        # The usual answer: framed by Content-Length, not compressed, so aiohttp reads
+        # exactly ``length`` bytes (at most the cap) in one read.
+        return await resp.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(READ_CHUNK_BYTES):
@@ -345,7 +356,7 @@ def classify(
         return Exchange(reply, status, scrubber.text(detail))
     exchange = _classify_data(status, data)
     exchange.detail = scrubber.text(exchange.detail)
-    exchange.outcomes = [_scrub_outcome(o, scrubber) for o in exchange.outcomes]
+    _scrub_outcomes(exchange.outcomes, scrubber)
     exchange.violations = [
         msgspec.structs.replace(
             v, field_path=scrubber.text(v.field_path), message=scrubber.text(v.message)
@@ -358,17 +369,18 @@ def classify(
 _Ids = TypeVar("_Ids", CallInfo, RequestInfo)
 
 
-def _scrub_outcome(outcome: LeadOutcome, scrubber: Scrubber) -> LeadOutcome:
-    """``outcome`` without the token in its error or ids (an echoing server may put it there)."""
-    error = outcome.error if outcome.error is None else scrubber.text(outcome.error)
-    call, request = outcome.call_info, outcome.request_info
-    if call is not None:
-        call = _scrub_ids(call, scrubber)
-    if request is not None:
-        request = _scrub_ids(request, scrubber)
-    if error == outcome.error and call is outcome.call_info and request is outcome.request_info:
-        return outcome
-    return msgspec.structs.replace(outcome, error=error, call_info=call, request_info=request)
+def _scrub_outcomes(outcomes: list[LeadOutcome], scrubber: Scrubber) -> None:
+    """Scrub every per-lead ``error`` and id, in place (an echoing server may put the token
+    there). Errors are nearly always None and ids numbers, which cost a check each."""
+    for position, outcome in enumerate(outcomes):
+        error, call, request = outcome.error, outcome.call_info, outcome.request_info
+        clean = error if error is None else scrubber.text(error)
+        clean_call = call if call is None else _scrub_ids(call, scrubber)
+        clean_request = request if request is None else _scrub_ids(request, scrubber)
+        if clean != error or clean_call is not call or clean_request is not request:
+            outcomes[position] = msgspec.structs.replace(
+                outcome, error=clean, call_info=clean_call, request_info=clean_request
+            )
 
 
 def _scrub_ids(ids: _Ids, scrubber: Scrubber) -> _Ids:

@@ -7,15 +7,17 @@ lead it is. The checks are plain ``isinstance`` and length tests: cheap enough f
 every lead of a million-lead stream.
 
 Nearly every lead is valid, so a lead is checked twice only when it fails: first a pass that
-formats no position into paths (the common ``CallMatch`` id inline, everything else through the
-same ``_check_*`` functions with an empty path), then, only if that found something, the full
-pass that names where. The passes share every rule but that inline id check, which
-``tests/test_validation.py`` holds equal to ``_check_positive_int`` by property tests.
+formats no position into paths (the common ``CallMatch`` id and a short comment inline,
+everything else through the same ``_check_*`` functions with an empty path), then, only if that
+found something, the full pass that names where. The passes share every rule but those two
+inline checks, which ``tests/test_validation.py`` holds equal to ``_check_positive_int`` and
+``_check_comment`` by property tests.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -36,6 +38,7 @@ __all__ = [
     "MAX_MATCHING_ENTRIES",
     "Problem",
     "describe",
+    "passes",
     "utf16_units",
     "validate_lead",
 ]
@@ -52,6 +55,7 @@ _DATE_SHAPE = re.compile(r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d\Z", re.ASCII)
 # No Calltouch id or search depth exceeds a signed 64-bit integer (the server's integer width is
 # not published): a bigger number names nothing and would likely fail the whole request.
 _MAX_INT64 = 2**63 - 1
+_SHORT_COMMENT = MAX_COMMENT_CHARS // 2  # characters; each counts at most 2 UTF-16 units
 _UNSET = msgspec.UNSET
 
 
@@ -93,10 +97,21 @@ def _passes(lead: object) -> bool:
     """
     if not isinstance(lead, LeadComment):
         return False
-    found: list[Problem] = []  # stays empty on the fast path: the checks append only on failure
-    _check_comment(lead.comment, "", found)
+    comment = lead.comment
+    # The usual comment, inline: a non-blank str of at most MAX_COMMENT_CHARS / 2 characters
+    # (so at most MAX_COMMENT_CHARS UTF-16 units) without a lone surrogate. Anything else
+    # goes through _check_comment, which decides.
+    if not (
+        type(comment) is str
+        and 0 < len(comment) <= _SHORT_COMMENT
+        and (comment.isascii() or _SURROGATE.search(comment) is None)
+        and not comment.isspace()
+    ) and not _clean(_check_comment, comment):
+        return False
     matching = lead.matching
-    if not isinstance(matching, list | tuple) or not 0 < len(matching) <= MAX_MATCHING_ENTRIES:
+    if type(matching) is not list and not isinstance(matching, list | tuple):
+        return False
+    if not 0 < len(matching) <= MAX_MATCHING_ENTRIES:
         return False
     for entry in matching:
         if type(entry) is CallMatch:  # the usual entry, inline: a plain positive int id
@@ -104,11 +119,25 @@ def _passes(lead: object) -> bool:
             call_id = params.call_id
             if type(call_id) is not int or not 0 < call_id <= _MAX_INT64:
                 return False
-            if params.tags is not _UNSET or params.tags_logic is not _UNSET:
-                _check_tags(params, "", found)
-        else:
-            _check_entry(entry, "", found)
+            if (
+                params.tags is not _UNSET or params.tags_logic is not _UNSET
+            ) and not _clean(_check_tags, params):
+                return False
+        elif not _clean(_check_entry, entry):
+            return False
+    return True
+
+
+def _clean(check: Callable[[Any, str, list[Problem]], None], value: object) -> bool:
+    """Whether ``check`` finds nothing in ``value`` (with no path: nothing is formatted)."""
+    found: list[Problem] = []
+    check(value, "", found)
     return not found
+
+
+#: The fast pass alone, for hot loops (no list per lead): True proves a lead valid; False
+#: means "ask :func:`validate_lead`" (it may still be valid).
+passes = _passes
 
 
 def utf16_units(text: str) -> int:

@@ -182,3 +182,27 @@ async def test_after_auth_error_nothing_more_is_sent(emulator: EmulatorFactory) 
             with pytest.raises(AuthError):
                 await client.comment(make_leads(1, prefix="later"))
     assert len(emu.ledger.requests) == 1
+
+
+async def test_leads_read_before_a_plain_iterable_fails_all_get_a_result(
+    emulator: EmulatorFactory,
+) -> None:
+    # A list is read a slice at a time: the leads of the slice the failure interrupts were
+    # taken from the input, so they are sent (or reported invalid) like the rest.
+    leads = make_leads(150)
+    leads[120] = leads[120].__class__(leads[120].matching, "  ")  # blank: invalid
+
+    def feed() -> object:
+        yield from leads
+        raise ValueError("the cursor broke")
+
+    async with emulator(calls=150) as emu, client_for(emu) as client:
+        results = []
+        with pytest.raises(ValueError, match="cursor broke"):
+            async for result in client.comment_many(feed()):  # type: ignore[arg-type]
+                results.append(result)
+    assert sorted(r.index for r in results) == list(range(150))
+    assert Counter(r.status for r in results) == {
+        CommentStatus.COMMENTED: 149, CommentStatus.INVALID: 1,
+    }
+    assert sum(rec.lead_count for rec in emu.ledger.requests) == 149

@@ -155,3 +155,30 @@ async def test_callers_waiting_for_room_at_close_are_told_it_closed(
     assert isinstance(first, CommentResult) and first.status is OK
     assert all(isinstance(o, ClientClosedError) for o in rest)
     assert emu.ledger.text_counts() == {"lead-0": 1}
+
+
+async def test_callers_cancelled_while_waiting_for_room_keep_no_slot(
+    emulator: EmulatorFactory,
+) -> None:
+    # max_pending is a counter handed from caller to caller: callers cancelled in line must
+    # leave it, or the slot is handed to nobody and later callers hang.
+    first, *others = make_leads(6)
+    async with emulator(calls=10, latency=0.2) as emu:
+        async with client_for(emu, max_pending=1, linger=0.01) as client:
+            sending = asyncio.create_task(client.submit(first))
+            await until(lambda: client._coalescer is not None)
+            coalescer = client._coalescer
+            assert coalescer is not None
+            waiting = [asyncio.create_task(client.submit(lead)) for lead in others]
+            await until(lambda: len(coalescer._room_waiters) == len(others))
+            for task in waiting[:2]:
+                task.cancel()
+            results = await asyncio.wait_for(asyncio.gather(sending, *waiting[2:]), 30)
+            for task in waiting[:2]:
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            assert coalescer._pending == 0 and not coalescer._room_waiters
+    assert [r.status for r in results] == [OK] * 4
+    assert sorted(emu.ledger.text_counts()) == sorted(
+        lead.comment for lead in [first, *others[2:]]
+    )

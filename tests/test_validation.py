@@ -703,3 +703,26 @@ def test_a_plain_valid_lead_takes_the_fast_pass() -> None:
 def test_the_fast_pass_checks_call_ids_and_comments(call_id: int, comment: str) -> None:
     lead = LeadComment([CallMatch(call_id)], comment)
     assert _passes(lead) == (not _all_problems(lead))
+
+
+_COMMENT_TEXT = st.one_of(
+    st.text(max_size=1100),
+    st.text(alphabet=st.sampled_from("a \t\u00e9\u044f\U0001f600\ud800\udfff"), max_size=1100),
+    st.integers(min_value=0, max_value=1100).map(lambda n: "x" * n),
+    st.integers(min_value=490, max_value=510).map(lambda n: "\U0001f600" * n),
+)
+
+
+@FUZZ
+@given(_COMMENT_TEXT)
+def test_the_inline_comment_check_agrees_with_the_full_pass(comment: str) -> None:
+    # The fast pass checks a short comment inline: blank, lone surrogates, UTF-16 length.
+    lead = LeadComment([CallMatch(1)], comment)
+    assert _passes(lead) == (not _all_problems(lead))
+
+
+def test_the_inline_comment_check_refuses_what_the_full_pass_refuses() -> None:
+    for comment in ["", " \t\n", "\u3000", "a\ud800b", "\U0001f600" * 501, "x" * 1001]:
+        assert not _passes(lead_with(CallMatch(1), comment)), repr(comment)
+    for comment in ["ok", "\u043f\u0440\u0438\u0432\u0435\u0442", "\U0001f600" * 500, "x" * 1000]:
+        assert _passes(lead_with(CallMatch(1), comment)), repr(comment)
