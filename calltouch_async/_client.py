@@ -37,8 +37,9 @@ from ._dispatch import Dispatcher
 from ._errors import ClientClosedError, WrongEventLoopError
 from ._limiter import RateLimiter, shared_limiter
 from ._models import CommentResult, LeadComment
+from ._results import batches, collect, iterate
 from ._retry import RetryPolicy
-from ._stream import Stream, batches, collect, iterate
+from ._stream import Stream
 from ._telemetry import Stats, new_telemetry
 from ._token import Secret, argument_problem
 from ._transport import SendTimeTrace, Transport
@@ -365,4 +366,7 @@ class CalltouchClient:
             source, max_in_flight=self.max_in_flight, linger=self.linger,
             linger_from_first=True, keep=source.keep, end_input=source.close,
         )
+        # Started now, while the client is open: a close that comes before the consumer's
+        # first step still sees this stream and sends what the callers queued.
+        stream.start(self._attach(stream))
         return batches(stream, self._attach, self._streams.discard, self._unread_error)

@@ -28,34 +28,43 @@ from ._retry import RetryPolicy
 from ._telemetry import Telemetry
 from ._transport import Attempt, Exchange, Reply, Transport
 
-__all__ = ["NOT_SENT_CLOSED", "Dispatcher", "Flight", "Item", "with_status"]
+__all__ = ["CLIENT_CLOSED", "NOT_SENT_CLOSED", "Dispatcher", "Flight", "Item", "with_status"]
 
 #: A lead with its position in the caller's input.
 Item: TypeAlias = tuple[int, LeadComment]
 
+#: Why a stream stops sending when the client closes (see :attr:`Flight.stopping`).
+CLIENT_CLOSED: Final = "the client closed"
 #: The error of a lead whose request was never written because the client closed.
-NOT_SENT_CLOSED: Final = "not sent: the client closed"
-_UNANSWERED_CLOSED: Final = (
-    "the client closed while the request was on its way: it may or may not be applied"
-)
+NOT_SENT_CLOSED: Final = f"not sent: {CLIENT_CLOSED}"
 _LEAD_PATH: Final = re.compile(r"comments\[(\d+)\]\.?")
 
 
 class Flight:
     """One chunk's run as its stream sees it.
 
-    ``stopping`` (set by the stream when the client closes): send nothing more; a
-    cancellation that arrives while it is set means "stop now", and the leads end ``failed``
-    (never written) or ``unknown`` (written) instead of the run raising. ``posting`` is true
-    while a request may be on the wire: the stream lets such a run finish within the
-    close's flush time rather than cancelling it at once.
+    ``stopping`` (set by the stream when the client closes, or after a fatal answer): why
+    nothing more is sent; a cancellation that arrives while it is set means "stop now", and
+    the leads end ``failed`` (never written) or ``unknown`` (written) instead of the run
+    raising. ``posting`` is true while a request may be on the wire: the stream lets such a
+    run finish rather than cancelling it at once. ``started``: the run's task has begun (a
+    task cancelled before its first step would never report its leads, so it is not).
     """
 
-    __slots__ = ("posting", "stopping")
+    __slots__ = ("posting", "started", "stopping")
 
     def __init__(self) -> None:
         self.posting = False
-        self.stopping = False
+        self.started = False
+        self.stopping: str | None = None
+
+
+def _not_sent(reason: str) -> str:
+    return f"not sent: {reason}"
+
+
+def _unanswered(reason: str) -> str:
+    return f"unanswered when sending stopped ({reason}): it may or may not be applied"
 
 
 class Dispatcher:
@@ -105,7 +114,7 @@ class Dispatcher:
         while parts:
             part = parts.pop()
             if flight.stopping:
-                results += with_status(part, CommentStatus.FAILED, NOT_SENT_CLOSED)
+                results += with_status(part, CommentStatus.FAILED, _not_sent(flight.stopping))
                 continue
             exchange = await self._exchange(part, flight)
             if exchange.reply is not Reply.VIOLATIONS:
@@ -141,9 +150,7 @@ class Dispatcher:
             async with asyncio.timeout(None) as deadline:
                 for number in itertools.count(1):
                     if flight.stopping:  # closing: start no new request
-                        reply = Reply.UNKNOWN if maybe_applied else Reply.FAILED
-                        detail = _UNANSWERED_CLOSED if maybe_applied else NOT_SENT_CLOSED
-                        return Exchange(reply, detail=detail)
+                        return _stopped(flight.stopping, maybe_applied)
                     attempt = Attempt(None)
                     exchange = await self._attempt(
                         body, attempt, deadline, flight, len(part), number
@@ -160,11 +167,9 @@ class Dispatcher:
             reply = Reply.UNKNOWN if sent else Reply.FAILED
             return Exchange(reply, detail=f"no answer within the {self._timeout:g} s deadline")
         except asyncio.CancelledError:
-            if not _stopped_by_close(flight):
+            if not _stopped_by_close(flight) or flight.stopping is None:
                 raise
-            sent = maybe_applied or attempt.may_be_sent
-            reply = Reply.UNKNOWN if sent else Reply.FAILED
-            return Exchange(reply, detail=_UNANSWERED_CLOSED if sent else NOT_SENT_CLOSED)
+            return _stopped(flight.stopping, maybe_applied or attempt.may_be_sent)
         if maybe_applied and exchange.reply not in (Reply.OK, Reply.UNKNOWN):
             detail = f"an earlier attempt was lost; then {exchange.detail}"
             return Exchange(Reply.UNKNOWN, exchange.status, detail)
@@ -243,6 +248,13 @@ class Dispatcher:
         if reply in (Reply.RATE_LIMITED, Reply.NOT_SENT):
             detail = f"gave up after {self._retry.max_attempts} attempts: {detail}"
         return with_status(part, CommentStatus.FAILED, detail)
+
+
+def _stopped(reason: str, may_be_sent: bool) -> Exchange:
+    """What a request stopped by its stream proved: nothing if never written."""
+    if may_be_sent:
+        return Exchange(Reply.UNKNOWN, detail=_unanswered(reason))
+    return Exchange(Reply.FAILED, detail=_not_sent(reason))
 
 
 def _stopped_by_close(flight: Flight) -> bool:

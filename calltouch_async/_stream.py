@@ -2,35 +2,33 @@
 
 A :class:`Stream` reads leads from any (async) iterable, validates each, packs valid ones
 into chunks of up to 100 and hands each chunk to a
-:class:`~calltouch_async._dispatch.Dispatcher` run; :func:`iterate` yields the results as
-they are known (or in input order). Every face of the client is this one stream:
+:class:`~calltouch_async._dispatch.Dispatcher` run, whose results it queues;
+:mod:`._results` takes them off the queue. Every face of the client is this one stream:
 ``comment()`` over at most 100 leads, ``comment_many()`` itself, and ``submit()`` through a
 coalescing source.
 
 Closing (:meth:`Stream.close`): the input is no longer read and no new request starts; leads
 read but never written end ``failed``; requests already written may answer until
 :meth:`Stream.expire`, after which they end ``unknown``. A source that can be told to end
-(``submit()``'s) is ended instead of cut, so what it already holds is still sent.
+(``submit()``'s) is ended instead of cut, so what it already holds is still sent. A fatal
+answer stops it the same way (:meth:`Stream.halt`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
-from contextlib import aclosing
+from collections.abc import AsyncIterable, Callable, Iterable
 from itertools import islice
-from operator import attrgetter
-from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ._constants import MAX_LEADS_PER_REQUEST
-from ._dispatch import NOT_SENT_CLOSED, Dispatcher, Flight, Item, with_status
+from ._dispatch import CLIENT_CLOSED, Dispatcher, Flight, Item, with_status
 from ._errors import DailyBudgetExhaustedError
 from ._models import CommentResult, CommentStatus, LeadComment
 from ._validation import describe, passes, validate_lead
 
-__all__ = ["BatchSource", "Stream", "batches", "collect", "iterate"]
+__all__ = ["BatchSource", "End", "Stream"]
 
-_INDEX_OF: Final = attrgetter("index")
 
 
 @runtime_checkable
@@ -60,14 +58,16 @@ class _OneByOne:
             return []
 
 
-class _End:
+class End:
+    """Queued last: every result is in; ``error`` is what the input failed with, if anything."""
+
     __slots__ = ("error",)
 
     def __init__(self, error: BaseException | None) -> None:
         self.error = error
 
 
-_QueueItem: TypeAlias = list[CommentResult] | BaseException | _End
+_QueueItem: TypeAlias = list[CommentResult] | BaseException | End
 
 
 class Stream:
@@ -95,7 +95,7 @@ class Stream:
     """
 
     __slots__ = (
-        "_chunk", "_cut", "_dispatcher", "_end_input", "_error", "_from_first", "_held",
+        "_chunk", "_cut", "_dispatcher", "_end_input", "_error", "_fatal", "_from_first", "_held",
         "_inline", "_keep", "_leads", "_linger", "_reading", "_room_waiter", "_running",
         "_since", "_stop_on_budget", "_stopping", "_timer", "ended", "producer", "queue",
         "reorder", "room", "unread",
@@ -135,7 +135,8 @@ class Stream:
         self.ended: asyncio.Future[None] | None = None  # set once every result is queued
         self._reading = False
         self._cut = False  # the reader is being stopped by close(), not cancelled
-        self._stopping = False  # start no new request
+        self._stopping: str | None = None  # why no new request starts
+        self._fatal: BaseException | None = None  # a fatal answer: raised after the rest
         self.unread = False  # closing left input unread
         self._error: BaseException | None = None  # the input's own error
 
@@ -193,7 +194,7 @@ class Stream:
         if self._cut:  # also when cancelled before it ever ran
             self.unread = True
             self._fail_chunk()
-        self.queue.put_nowait(_End(self._error))
+        self.queue.put_nowait(End(self._error))
         if self.ended is not None and not self.ended.done():
             self.ended.set_result(None)
 
@@ -247,8 +248,6 @@ class Stream:
                 chunk.append((index, lead))
                 if len(chunk) == size:
                     self._launch()
-                    if self._budget_spent(index):
-                        return
                 elif linger is not None:
                     if len(chunk) == 1:
                         self._since = loop.time()
@@ -256,12 +255,14 @@ class Stream:
                     elif not self._from_first:
                         self._since = loop.time()  # idle linger: counts from the last lead
             self.room -= len(leads)
+            if self._budget_spent(index):  # also for partial chunks sent by the linger
+                return
             if self.room <= 0:
                 await self._wait_for_room()
 
     def _budget_spent(self, index: int) -> bool:
-        """Whether to stop reading because the daily budget is spent (checked as each full
-        chunk launches, so no lead taken from the input is left without a result)."""
+        """Whether to stop reading because the daily budget is spent (checked after each
+        batch taken, so no lead taken from the input is left without a result)."""
         if not self._stop_on_budget:
             return False
         telemetry = self._dispatcher.telemetry if self._dispatcher is not None else None
@@ -326,6 +327,7 @@ class Stream:
 
     async def _run(self, chunk: list[Item], flight: Flight) -> None:
         assert self._dispatcher is not None  # set by start() before anything is read
+        flight.started = True
         try:
             self.queue.put_nowait(await self._dispatcher.run(chunk, flight))
         except asyncio.CancelledError:
@@ -354,9 +356,20 @@ class Stream:
             self._timer.cancel()
             self._timer = None
         if chunk:
-            self.queue.put_nowait(with_status(chunk, CommentStatus.FAILED, NOT_SENT_CLOSED))
+            reason = self._stopping or CLIENT_CLOSED
+            self.queue.put_nowait(with_status(chunk, CommentStatus.FAILED, f"not sent: {reason}"))
 
     # ------------------------------------------------------------------ ending
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        assert self._dispatcher is not None, "a stream sends once started"
+        return self._dispatcher
+
+    @property
+    def fatal(self) -> BaseException | None:
+        """The fatal answer that halted the stream, if any."""
+        return self._fatal
 
     @property
     def finished(self) -> bool:
@@ -368,20 +381,29 @@ class Stream:
         if self._end_input is not None:
             self._end_input()  # the source ends after what it holds: that is still sent
             return
-        self._stop(cancel_posting=False)
+        self._stop(CLIENT_CLOSED, cancel_posting=False)
 
     def expire(self) -> None:
         """The time to answer is over: end every run now (written leads ``unknown``)."""
-        self._stop(cancel_posting=True)
+        self._stop(CLIENT_CLOSED, cancel_posting=True)
 
-    def _stop(self, *, cancel_posting: bool) -> None:
-        self._stopping = True
+    def halt(self, fatal: BaseException) -> None:
+        """A fatal answer (credentials, a redirect): read nothing more and start no request,
+        let requests already written answer; ``fatal`` is raised after their results."""
+        if self._fatal is None:
+            self._fatal = fatal
+            self._stop(f"stopped after {type(fatal).__name__}", cancel_posting=False)
+
+    def _stop(self, reason: str, *, cancel_posting: bool) -> None:
+        self._stopping = self._stopping or reason
         if self._reading and self.producer is not None and not self._cut:
             self._cut = True
             self.producer.cancel()
         for task, flight in self._running.items():
-            flight.stopping = True
-            if cancel_posting or not flight.posting:
+            flight.stopping = flight.stopping or self._stopping
+            # A run that has not begun sees ``stopping`` when it does; cancelled before its
+            # first step it would never report its leads.
+            if flight.started and (cancel_posting or not flight.posting):
                 task.cancel()
 
     async def cancel(self) -> None:
@@ -398,83 +420,6 @@ class Stream:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-
-
-async def iterate(
-    stream: Stream,
-    attach: Callable[[Stream], Dispatcher],
-    detach: Callable[[Stream], None],
-    unread_error: Callable[[], BaseException],
-) -> AsyncGenerator[CommentResult, None]:
-    """Run ``stream`` and yield one result per lead.
-
-    ``attach`` registers the stream with its owner before anything starts and returns the
-    dispatcher to send with (or refuses by raising); ``detach`` is called when it ends.
-    Results are yielded until the last one; then the input's own error is raised, or
-    ``unread_error()`` if closing left input unread.
-    """
-    async with aclosing(batches(stream, attach, detach, unread_error)) as results:
-        async for batch in results:
-            for result in batch:
-                yield result
-
-
-async def batches(
-    stream: Stream,
-    attach: Callable[[Stream], Dispatcher],
-    detach: Callable[[Stream], None],
-    unread_error: Callable[[], BaseException],
-) -> AsyncGenerator[list[CommentResult], None]:
-    """What :func:`iterate` yields, a list at a time as results come (``submit()``)."""
-    dispatcher = attach(stream)
-    try:
-        stream.start(dispatcher)
-        reorder = stream.reorder
-        while (item := await _next_batch(stream, dispatcher, unread_error)) is not None:
-            batch = reorder.push(item) if reorder is not None else item
-            yield batch
-            stream.consumed(len(batch))
-    finally:
-        detach(stream)
-        await stream.cancel()
-
-
-async def collect(
-    stream: Stream,
-    attach: Callable[[Stream], Dispatcher],
-    detach: Callable[[Stream], None],
-    unread_error: Callable[[], BaseException],
-) -> list[CommentResult]:
-    """What :func:`iterate` yields, as one list in input order (``comment()``): the
-    stream runs in this task (:meth:`Stream.run_here`), then its results are taken."""
-    dispatcher = attach(stream)
-    results: list[CommentResult] = []
-    try:
-        await stream.run_here(dispatcher)
-        while (batch := await _next_batch(stream, dispatcher, unread_error)) is not None:
-            results += batch  # all queued already: no wait
-    finally:
-        detach(stream)
-        await stream.cancel()
-    results.sort(key=_INDEX_OF)
-    return results
-
-
-async def _next_batch(
-    stream: Stream, dispatcher: Dispatcher, unread_error: Callable[[], BaseException]
-) -> list[CommentResult] | None:
-    """The next results (counted), or None after the last; raises what the stream ended with."""
-    item = await stream.queue.get()
-    if isinstance(item, _End):
-        if item.error is not None:
-            raise item.error
-        if stream.unread:
-            raise unread_error()
-        return None
-    if isinstance(item, BaseException):
-        raise item
-    dispatcher.telemetry.count(item)  # every lead's final status, counted once
-    return item
 
 
 def _invalid(index: int, lead: LeadComment, problems: str) -> CommentResult:

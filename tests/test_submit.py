@@ -126,7 +126,7 @@ async def test_close_reports_what_could_not_be_sent(emulator: EmulatorFactory) -
             await until(lambda: emu.ledger.requests)
         results = await asyncio.gather(*tasks)
     assert {r.status for r in results} == {CommentStatus.UNKNOWN}
-    assert "on its way" in (results[0].error or "")
+    assert "unanswered when sending stopped" in (results[0].error or "")
 
 
 async def test_callers_waiting_for_room_get_auth_error_too(emulator: EmulatorFactory) -> None:
