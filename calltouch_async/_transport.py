@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -179,15 +178,15 @@ class Transport:
             raise _without_frames(exc) from None
 
     async def _send(self, body: bytes, attempt: Attempt) -> Exchange:
-        upload = _new_upload_tracker()
-        options = _FIXED_OPTIONS if upload is None else {**_FIXED_OPTIONS, "upload_tracker": upload}
+        upload = aiohttp.UploadTracker()  # how much of the body left, if the send fails
         try:
             async with self._session.post(
-                self.url, data=body, headers=self._headers, trace_request_ctx=attempt, **options
+                self.url, data=body, headers=self._headers, trace_request_ctx=attempt,
+                upload_tracker=upload, **_FIXED_OPTIONS,
             ) as resp:
                 return await self._answer(resp)
         except Exception as exc:  # every failure is classified, none escapes raw
-            return self._scrubbed(await _failure(exc, self._session, upload, attempt))
+            return self._scrubbed(await _failure(exc, self._session, upload))
 
     async def _answer(self, resp: aiohttp.ClientResponse) -> Exchange:
         status = resp.status
@@ -222,30 +221,17 @@ _FIXED_OPTIONS: Final[dict[str, Any]] = {
     "read_until_eof": True,
     "expect100": False,
     "compress": False,
-    # Where this aiohttp has them: answers are decompressed before they are measured and
-    # parsed with aiohttp's usual header limits, what aiohttp reads ahead of the capped read
-    # stays far under the cap, and no session middleware (which could retry a POST or
-    # follow a redirect) runs.
-    **{
-        name: value
-        for name, value in {
-            "auto_decompress": True,
-            "middlewares": (),
-            "read_bufsize": 2**16,
-            "max_line_size": 8190,
-            "max_field_size": 8190,
-            "max_headers": 128,
-        }.items()
-        if name in inspect.signature(aiohttp.ClientSession._request).parameters
-    },
+    # Answers are decompressed before they are measured and parsed with aiohttp's usual
+    # header limits, what aiohttp reads ahead of the capped read stays far under the cap, and
+    # no session middleware (which could retry a POST or follow a redirect) runs.
+    "auto_decompress": True,
+    "middlewares": (),
+    "read_bufsize": 2**16,
+    "max_line_size": 8190,
+    "max_field_size": 8190,
+    "max_headers": 128,
 }
 _LOCATION_CHARS: Final = 300
-
-
-def _new_upload_tracker() -> Any:
-    """aiohttp's record of how much of the body left (3.14+), or None on older versions."""
-    tracker_type = getattr(aiohttp, "UploadTracker", None)
-    return tracker_type() if tracker_type is not None else None
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
@@ -277,7 +263,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
 
 
 async def _failure(
-    exc: Exception, session: aiohttp.ClientSession, upload: Any, attempt: Attempt
+    exc: Exception, session: aiohttp.ClientSession, upload: aiohttp.UploadTracker
 ) -> Exchange:
     """Classify an exception raised while sending or reading: was the whole request written?
 
@@ -289,7 +275,7 @@ async def _failure(
         return Exchange(Reply.NOT_SENT, detail=f"cannot connect: {exc.os_error}")
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return Exchange(Reply.NOT_SENT, detail="connect timeout")
-    if await _may_have_been_written(upload, attempt):
+    if await _may_have_been_written(upload):
         return Exchange(Reply.UNKNOWN, detail=detail)
     if session.closed:
         # Nothing was sent, and retrying on the same session cannot help.
@@ -302,11 +288,8 @@ async def _failure(
 _SETTLE_WAIT: Final = 1.0
 
 
-async def _may_have_been_written(upload: Any, attempt: Attempt) -> bool:
-    """False only when the whole body provably did not leave."""
-    if upload is None:
-        # Without aiohttp's upload record, only "headers not yet written" proves it.
-        return attempt.may_be_sent
+async def _may_have_been_written(upload: aiohttp.UploadTracker) -> bool:
+    """False only when the whole body provably did not leave (aiohttp's upload record)."""
     done: asyncio.Future[None] = upload.upload_complete
     if not done.done():
         await asyncio.wait([done], timeout=_SETTLE_WAIT)
