@@ -18,6 +18,7 @@ Every encoder's output is checked to parse to the same JSON before anything is t
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
@@ -385,4 +386,5 @@ def _pydantic_version() -> str:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help
     sys.exit(main())

@@ -31,9 +31,9 @@ from _harness import (
     make_leads,
     text_for,
 )
+from msgspec import UNSET, UnsetType
 
 from calltouch_async import CalltouchClient, CommentStatus, SlidingWindowLimiter, SpacedLimiter
-from calltouch_async._client import UNSET, _UnsetType
 from calltouch_async._constants import (
     ADAPTIVE_MARGIN_HOLD,
     ADAPTIVE_MARGIN_MAX,
@@ -44,7 +44,7 @@ from calltouch_async._constants import (
 from calltouch_async._limiter import RateLimiter
 
 
-def limiter_for(kind: str, margin: float) -> RateLimiter | _UnsetType:
+def limiter_for(kind: str, margin: float) -> RateLimiter | UnsetType:
     if kind == "spaced":
         return SpacedLimiter(margin=margin)
     if kind == "adaptive":

@@ -35,8 +35,7 @@ from _harness import (
 )
 from peers import naive_gather, sequential_sleep
 
-from calltouch_async import CalltouchClient, CommentStatus, SpacedLimiter
-from calltouch_async._client import UNSET
+from calltouch_async import UNSET, CalltouchClient, CommentStatus, SpacedLimiter
 
 
 @dataclass

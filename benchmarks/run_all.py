@@ -2,7 +2,7 @@
 
 Each benchmark runs as its own process (and starts its own emulator processes), in the
 issue's order: throughput, codec, CPU overhead, memory, coalescing, margin sweep, loops and
-threads, the plot.
+threads, the plot, the cost of counting.
 ``--quick`` runs small sizes (a smoke test of the whole suite in about a minute);
 ``--only NAME...`` runs a subset.
 """
@@ -52,6 +52,12 @@ BENCHES: dict[str, tuple[str, list[str], list[str], str]] = {
         ["--leads", "1000", "--jitters", "0.03", "--margins", "0", "0.05", "--no-spaced"],
         "6. Margin sweep",
     ),
+    "heavy-jitter": (
+        "bench_margin.py",
+        ["--leads", "10000", "--jitters", "0.15", "--margins", "0.05", "0.1", "0.2", "--no-spaced"],
+        ["--leads", "1000", "--jitters", "0.15", "--margins", "0.05", "--no-spaced"],
+        "6b. Heavy jitter (150 ms), 10,000 leads: fixed margins against the adaptive default",
+    ),
     "loops": (
         "bench_loops.py", [], ["--thread-leads", "500", "--runs", "3"],
         "7. One limit for every loop and thread",
@@ -60,7 +66,13 @@ BENCHES: dict[str, tuple[str, list[str], list[str], str]] = {
         "bench_plot.py", [], ["--leads", "1000", "--out", "/tmp/rate_limit_quick.png"],
         "8. A picture of the limit (benchmarks/rate_limit.png)",
     ),
+    "telemetry": (
+        "bench_telemetry.py", [], ["--requests", "2000"],
+        "9. The cost of counting: stats(), the budget, OpenTelemetry",
+    ),
 }
+#: Benchmarks that print their own table (their stdout is taken as is).
+PLAIN_OUTPUT = {"codec", "telemetry"}
 TIMEOUT = 420.0  # seconds per benchmark: a hang must not eat the whole budget
 
 
@@ -71,7 +83,7 @@ def run_one(name: str, quick: bool) -> tuple[str, float, int]:
     if not path.exists():
         return f"### {title}\n\n`benchmarks/{script}` is not there yet: not run.\n", 0.0, 0
     flags = small if quick else full
-    own_format = name != "codec"  # bench_codec.py is written elsewhere: take its stdout as is
+    own_format = name not in PLAIN_OUTPUT
     with tempfile.TemporaryDirectory() as tmp:
         out_json = Path(tmp) / "tables.json"
         argv = [sys.executable, str(path), *flags]
