@@ -58,7 +58,7 @@ exit codes (comment):
   5    some leads failed (not applied; safe to send again: --resume does)
   6    some leads unknown (sent, unanswered: may or may not be applied)
   7    Calltouch answered a redirect (check --base-url; redirects are never followed):
-       leads without an answer written unknown
+       the redirected request's leads written unknown
   130  interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM); 141 the results pipe closed
 the worst lead status wins: unknown > failed > invalid/rejected; with --resume, leads
 settled by earlier runs count too.

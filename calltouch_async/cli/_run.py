@@ -214,13 +214,16 @@ async def comment_file(
 
 
 def _write_unanswered(source: LeadSource[Any], sink: ResultSink, stopped: str | None) -> int:
-    """Results for leads handed to the client that its stream never answered for."""
+    """Results for leads handed to the client that its stream never answered for.
+
+    After a 401 or a 3xx the client has reported every other lead it read (answered, or
+    ``failed`` "not sent"), so these are the leads of the requests that got that answer.
+    """
     if stopped == "auth":
-        # Calltouch refused the credentials: no request of this run was executed.
+        # Calltouch refused the credentials: the request that got the 401 was not executed.
         status, error = CommentStatus.FAILED, "not applied: Calltouch refused the credentials"
     elif stopped == "redirect":
-        # A 3xx does not say whether something behind it ran the request, and the client
-        # does not say which of these leads were in a request already written.
+        # A 3xx does not say whether something behind it ran the request.
         status = CommentStatus.UNKNOWN
         error = "the run stopped on a redirect (check --base-url): may or may not have been sent"
     else:
