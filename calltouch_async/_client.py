@@ -350,9 +350,11 @@ class CalltouchClient:
         The lead joins a pending batch sent when it holds 100 leads or its oldest lead has
         waited ``linger`` seconds. At most ``max_pending`` leads wait; further callers wait
         for room. Cancelling the call before the lead is sent takes it out of the batch;
-        after, the result is dropped (the lead is not re-sent). Raises :class:`AuthError`
-        to every waiting caller when the credentials are refused. The result's ``index``
-        is 0: the one lead passed.
+        after, the result is dropped (the lead is not re-sent). When the credentials are
+        refused (or Calltouch redirects), callers whose lead was in that request, or not yet
+        taken into one, get :class:`AuthError` (:class:`RedirectError`), and so does every
+        later call; a lead already packed but never written ends ``failed`` ("not sent").
+        The result's ``index`` is 0: the one lead passed.
         """
         self._check()
         if self._coalescer is None:

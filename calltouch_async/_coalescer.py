@@ -151,7 +151,7 @@ class Coalescer:
             self._pending += 1
         try:
             if self._error is not None:  # the stream failed for good (credentials)
-                raise self._error
+                raise _fresh(self._error)
             future: asyncio.Future[CommentResult] = asyncio.get_running_loop().create_future()
             self._start().put(_Waiter(lead, future))
             return await future
@@ -225,8 +225,17 @@ class Coalescer:
         return never_read
 
 
+def _fresh(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` for one caller: raising one instance again and again would chain every
+    caller's frames onto its traceback (unbounded memory, and reports that grow)."""
+    copy = type(exc).__new__(type(exc), *exc.args)
+    copy.__dict__.update(exc.__dict__)
+    copy.args = exc.args
+    return copy
+
+
 def _fail_all(source: SubmitSource, exc: BaseException) -> None:
     for waiter in [*source.waiters.values(), *source.unread()]:
         if not waiter.future.done():
-            waiter.future.set_exception(exc)
+            waiter.future.set_exception(_fresh(exc))
     source.waiters.clear()

@@ -49,11 +49,14 @@ class Flight:
     raising. ``posting`` is true while a request may be on the wire: the stream lets such a
     run finish rather than cancelling it at once. ``started``: the run's task has begun (a
     task cancelled before its first step would never report its leads, so it is not).
+    ``cut``: the stream itself cancelled the run; only that cancellation becomes results
+    (``comment()`` runs in its caller's task, whose own cancellation must propagate).
     """
 
-    __slots__ = ("posting", "started", "stopping")
+    __slots__ = ("cut", "posting", "started", "stopping")
 
     def __init__(self) -> None:
+        self.cut = False
         self.posting = False
         self.started = False
         self.stopping: str | None = None
@@ -261,7 +264,7 @@ def _stopped_by_close(flight: Flight) -> bool:
     """Whether the cancellation being handled is the stream stopping this run (not the
     caller cancelling); if so, it is taken back so the run can report its leads."""
     task = asyncio.current_task()
-    if not flight.stopping or task is None:
+    if not flight.cut or task is None:
         return False
     task.uncancel()
     return task.cancelling() == 0  # anyone else's cancellation still propagates

@@ -14,15 +14,13 @@ from operator import attrgetter
 from typing import Final
 
 from ._dispatch import Dispatcher
-from ._errors import AuthError, RedirectError
+from ._errors import CalltouchError
 from ._models import CommentResult
-from ._stream import End, Stream
+from ._stream import FATAL, End, Stream
 
 __all__ = ["batches", "collect", "iterate"]
 
 _INDEX_OF: Final = attrgetter("index")
-#: Answers after which nothing more is sent: the credentials or base_url will not get better.
-_FATAL: Final = (AuthError, RedirectError)
 
 
 async def iterate(
@@ -58,9 +56,19 @@ async def batches(
     if stream.producer is None:
         stream.start(attach(stream))
     dispatcher = stream.dispatcher
+    reorder = stream.reorder
     try:
-        reorder = stream.reorder
-        while (item := await _next_batch(stream, dispatcher, unread_error)) is not None:
+        while True:
+            try:
+                item = await _next_batch(stream, dispatcher, unread_error)
+            except CalltouchError:
+                if reorder is not None and (held := reorder.release_all()):
+                    # A fatal answer left holes (the refused request's leads): what waits
+                    # behind them in input order still comes out before the error.
+                    yield held
+                raise
+            if item is None:
+                return
             batch = reorder.push(item) if reorder is not None else item
             yield batch
             stream.consumed(len(batch))
@@ -99,7 +107,7 @@ async def _next_batch(
     results of requests already written still come, then it is raised (leads of requests
     that got a fatal answer have no result).
     """
-    while isinstance(item := await stream.queue.get(), _FATAL):
+    while isinstance(item := await stream.queue.get(), FATAL):
         stream.halt(item)
     if isinstance(item, End):
         if stream.fatal is not None:

@@ -19,15 +19,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, Callable, Iterable
 from itertools import islice
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 from ._constants import MAX_LEADS_PER_REQUEST
 from ._dispatch import CLIENT_CLOSED, Dispatcher, Flight, Item, with_status
-from ._errors import DailyBudgetExhaustedError
+from ._errors import AuthError, DailyBudgetExhaustedError, RedirectError
 from ._models import CommentResult, CommentStatus, LeadComment
 from ._validation import describe, passes, validate_lead
 
-__all__ = ["BatchSource", "End", "Stream"]
+__all__ = ["FATAL", "BatchSource", "End", "Stream"]
+
+#: Answers after which nothing more is sent: the credentials or base_url will not get better.
+FATAL: Final = (AuthError, RedirectError)
 
 
 
@@ -333,6 +336,8 @@ class Stream:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # AuthError, or a bug: the consumer raises it
+            if isinstance(exc, FATAL):
+                self.halt(exc)  # at once: runs waiting for a slot must not go out after it
             self.queue.put_nowait(exc)
 
     async def _run_held(self, held: tuple[list[Item], Flight]) -> None:
@@ -403,7 +408,8 @@ class Stream:
             flight.stopping = flight.stopping or self._stopping
             # A run that has not begun sees ``stopping`` when it does; cancelled before its
             # first step it would never report its leads.
-            if flight.started and (cancel_posting or not flight.posting):
+            if flight.started and not flight.cut and (cancel_posting or not flight.posting):
+                flight.cut = True
                 task.cancel()
 
     async def cancel(self) -> None:
@@ -434,6 +440,11 @@ class _Reorder:
     def __init__(self) -> None:
         self._held: dict[int, CommentResult] = {}
         self.next_index = 0
+
+    def release_all(self) -> list[CommentResult]:
+        """Everything held, in input order (the leads before them will never come)."""
+        held, self._held = self._held, {}
+        return [held[index] for index in sorted(held)]
 
     def push(self, results: list[CommentResult]) -> list[CommentResult]:
         for result in results:

@@ -53,7 +53,8 @@ _STATUS_OF: Final = attrgetter("status")
 
 #: The kinds of answer ``stats().answers`` and the ``reply`` metric attribute distinguish.
 ANSWER_KINDS: Final = (
-    "ok", "rate_limited", "violations", "auth", "client_error", "server_error", "lost", "other",
+    "ok", "rate_limited", "violations", "auth", "client_error", "server_error", "lost",
+    "not_written", "other",
 )
 
 
@@ -106,6 +107,9 @@ class AnswerCounts:
     """5xx: may or may not have run."""
     lost: int
     """No usable answer (connection dropped, deadline, truncated or empty body): may have run."""
+    not_written: int
+    """Counted as sent, then proved not written in full (the connection dropped mid-body):
+    not executed, retried. Kept as an answer so ``requests`` never goes down."""
     other: int
     """Anything else (e.g. a redirect)."""
 
@@ -383,7 +387,7 @@ class Telemetry:
         if record._counted:
             self.in_flight -= 1
             if not sent:  # it may have left, and proved it did not (body not written in full)
-                self.requests -= 1
+                self._answers["not_written"] += 1  # requests is a counter: it never goes down
         if sent:
             self.today()
             self._requests_today += 1

@@ -141,14 +141,19 @@ _EXCERPT_WINDOW: Final = 200
 _EMBEDDED_MIN: Final = 8
 
 
+_BACKSLASHES: Final = r"(?<!\\)\\++"
+
+
 def _any_quoting(char: str) -> str:
     """A pattern for ``char`` as any quoting common in echoed text may have written it."""
     code = ord(char)
-    forms = [re.escape(char), r"\\+" + re.escape(char)]
+    # A run of backslashes is matched from its first one only, and never given back: a text of
+    # many backslashes then costs linear time, not quadratic (a hostile answer's stall).
+    forms = [re.escape(char), _BACKSLASHES + re.escape(char)]
     if code <= 0xFF:
-        forms.append(rf"\\+x(?i:{code:02x})")  # Python and JavaScript string escapes
+        forms.append(rf"{_BACKSLASHES}x(?i:{code:02x})")  # Python and JavaScript string escapes
     if code <= 0xFFFF:
-        forms.append(rf"\\+u(?i:{code:04x})")
+        forms.append(rf"{_BACKSLASHES}u(?i:{code:04x})")
     utf8 = char.encode()
     forms.append("".join(f"%(?i:{byte:02x})" for byte in utf8))
     forms.append("".join(f"%25(?i:{byte:02x})" for byte in utf8))  # percent-encoded twice

@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import traceback
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from calltouch_async import (
     AuthError,
+    CalltouchClient,
     ClientClosedError,
     CommentResult,
     CommentStatus,
     DailyBudgetExhaustedError,
     LeadComment,
+    RedirectError,
+    RetryPolicy,
 )
+from calltouch_async._token import Scrubber
 from calltouch_async.testing import CalltouchEmulator, Fault
-from helpers import EmulatorFactory, client_for, make_leads, until
+from helpers import SITE_ID, TOKEN, EmulatorFactory, client_for, make_leads, until
 
 S = CommentStatus
 MAYBE_APPLIED = {S.COMMENTED, S.NOT_COMMENTED, S.UNKNOWN}
@@ -135,3 +143,139 @@ async def test_submit_leads_pending_at_close_are_still_sent(emulator: EmulatorFa
         await until(lambda: len(emu.ledger.requests) == 3)
     assert [r.status for r in results] == [S.COMMENTED] * 300
     assert len(emu.ledger.text_counts()) == 300
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+async def test_a_fatal_answer_reports_every_other_lead_read(
+    emulator: EmulatorFactory, ordered: bool
+) -> None:
+    # Requests 1-3 and 5 run and answer late, 4 is refused; then, with one request at a time,
+    # a chunk waiting for its slot when a 401 comes must end "not sent", not vanish.
+    async with emulator(600, rate_limit=None) as emu:
+        emu.inject(Fault.SLOW, on_requests=[1, 2, 3, 5], delay=1.0)
+        emu.inject(Fault.AUTH_FAILURE, on_requests=[4])
+        results: list[CommentResult] = []
+        async with client_for(emu, rate_limiter=None, max_in_flight=5) as client:
+            with pytest.raises(AuthError):
+                async for result in client.comment_many(make_leads(500), ordered=ordered):
+                    results.append(result)
+        applied = set(emu.ledger.text_counts())
+    check_against_ledger(results, applied)
+    assert len(applied) == 400 and len(results) >= 400
+    if ordered:
+        assert [r.index for r in results] == sorted(r.index for r in results)
+
+
+@pytest.mark.parametrize("fatal", [Fault.AUTH_FAILURE, "redirect"])
+async def test_a_chunk_waiting_for_its_slot_when_a_fatal_answer_comes_ends_not_sent(
+    emulator: EmulatorFactory, fatal: object
+) -> None:
+    async with emulator(300, rate_limit=None) as emu:
+        if fatal == "redirect":
+            api = await serve_redirects()
+            base_url = api[1]
+        else:
+            emu.inject(Fault.AUTH_FAILURE, on_requests=[1])
+            api, base_url = None, emu.base_url
+        results: list[CommentResult] = []
+        try:
+            async with CalltouchClient(
+                SITE_ID, TOKEN, base_url=base_url, rate_limiter=None, max_in_flight=1
+            ) as client:
+                with pytest.raises((AuthError, RedirectError)):
+                    async for result in client.comment_many(make_leads(200)):
+                        results.append(result)
+        finally:
+            if api is not None:
+                await api[0].cleanup()
+    # The first chunk got the fatal answer (no result); the second was never written.
+    assert [r.status for r in results] == [S.FAILED] * 100
+    assert all((r.error or "").startswith("not sent: stopped after") for r in results)
+
+
+async def serve_redirects() -> tuple[web.AppRunner, str]:
+    async def redirect(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=307, headers={"Location": "http://127.0.0.1:9/elsewhere"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", redirect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+async def test_a_callers_own_cancellation_propagates_while_the_client_closes(
+    emulator: EmulatorFactory, how: str
+) -> None:
+    async with emulator(10, rate_limit=None, latency=2.0) as emu:
+        client = client_for(emu, rate_limiter=None)
+        await client.__aenter__()
+
+        async def handler() -> list[CommentResult]:
+            if how == "timeout":
+                async with asyncio.timeout(0.5):  # the caller's own deadline
+                    return await client.comment(make_leads(1))
+            return await client.comment(make_leads(1))
+
+        call = asyncio.create_task(handler())
+        await until(lambda: emu.ledger.requests)  # on the wire, answered in 2 s
+        closing = asyncio.create_task(client.aclose(flush_timeout=5))
+        await until(lambda: client.closed)
+        if how == "cancel":
+            call.cancel()
+        with pytest.raises(asyncio.CancelledError if how == "cancel" else TimeoutError):
+            await call
+        await closing
+
+
+async def test_every_submit_caller_after_an_auth_error_gets_its_own_exception(
+    emulator: EmulatorFactory,
+) -> None:
+    async with emulator(10, rate_limit=None) as emu:
+        emu.inject(Fault.AUTH_FAILURE, probability=1.0)
+        async with client_for(emu, rate_limiter=None) as client:
+            raised = []
+            for lead in make_leads(50):
+                with pytest.raises(AuthError) as caught:
+                    await client.submit(lead)
+                raised.append(caught.value)
+    assert len({id(e) for e in raised}) == len(raised)
+    depth = sum(1 for _ in traceback.walk_tb(raised[-1].__traceback__))
+    assert depth < 30, f"the traceback grew to {depth} frames"
+
+
+@pytest.mark.timeout(20)  # linear: well under a second; the quadratic scrub took minutes
+def test_a_text_of_a_million_backslashes_is_scrubbed_in_linear_time() -> None:
+    scrubber = Scrubber("Ab3/xY9+Qw==")
+    assert scrubber.text("\\" * 1_000_000) == "\\" * 1_000_000
+    assert scrubber.text("x Ab3\\\\\\/xY9+Qw== y") == "x *** y"
+
+
+async def test_requests_in_stats_never_go_down() -> None:
+    # No send-time trace on this session: an attempt counts as sent from its start, then
+    # proves it never left (connection refused). The counter must not take that back.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    retry = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02)
+    async with aiohttp.ClientSession() as session:
+        client = CalltouchClient(
+            SITE_ID, TOKEN, base_url=f"http://127.0.0.1:{port}", rate_limiter=None,
+            session=session, retry=retry,
+        )
+        async with client:
+            seen = [client.stats().requests]
+            call = asyncio.create_task(client.comment(make_leads(1)))
+            while not call.done():
+                seen.append(client.stats().requests)
+                await asyncio.sleep(0)
+            [result] = await call
+            stats = client.stats()
+    assert result.status is S.FAILED
+    assert seen == sorted(seen), seen
+    assert stats.requests == 3 and stats.answers.not_written == 3 and stats.in_flight == 0
