@@ -404,11 +404,14 @@ class Stream:
         if self._reading and self.producer is not None and not self._cut:
             self._cut = True
             self.producer.cancel()
+        current = asyncio.current_task()  # a run halting its own stream is not cut
         for task, flight in self._running.items():
             flight.stopping = flight.stopping or self._stopping
             # A run that has not begun sees ``stopping`` when it does; cancelled before its
             # first step it would never report its leads.
-            if flight.started and not flight.cut and (cancel_posting or not flight.posting):
+            if task is current or not flight.started or flight.cut:
+                continue
+            if cancel_posting or not flight.posting:
                 flight.cut = True
                 task.cancel()
 

@@ -13,6 +13,7 @@ import re
 from html.entities import html5
 from typing import Final
 
+import msgspec
 from yarl import URL
 
 from ._errors import excerpt
@@ -106,6 +107,15 @@ class Scrubber:
 
     def text(self, text: str) -> str:
         return self._pattern.sub("***", text) if self._pattern is not None else text
+
+    def ids_are_plain(self, ids: msgspec.Struct) -> bool:
+        """True when no id of ``ids`` can echo the token: numbers (unless the token is all
+        digits) and strings shorter than it, which is what nearly every answer holds."""
+        length, numeric = self._length, self._numeric
+        for value in msgspec.structs.astuple(ids):
+            if (type(value) is str and len(value) >= length) or (numeric and type(value) is int):
+                return False
+        return True
 
     def ident(self, value: int | str | None) -> int | str | None:
         """An id from an answer, with the token replaced by ``***`` if the id echoes it.
