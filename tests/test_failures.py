@@ -256,7 +256,13 @@ async def test_auth_failure_mid_stream_raises_and_stops(emulator: EmulatorFactor
                     seen.append(r)
     assert str(SITE_ID) in str(caught.value)
     assert TOKEN not in str(caught.value)
-    assert len(seen) == 200
+    # Two requests answered; the third refused (its leads get no result); a chunk already
+    # packed behind it was never written: "not sent", and the stream read no further.
+    commented = [r for r in seen if r.status is S.COMMENTED]
+    not_sent = [r for r in seen if r.status is S.FAILED]
+    assert len(commented) == 200 and len(commented) + len(not_sent) == len(seen) <= 300
+    assert all(r.error == "not sent: stopped after AuthError" for r in not_sent)
+    assert not {r.lead.comment for r in not_sent} & set(emu.ledger.text_counts())
     assert len(emu.ledger.requests) == 3  # no retry, nothing sent after it
     assert all(count == 1 for count in emu.ledger.text_counts().values())
 
