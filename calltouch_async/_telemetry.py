@@ -38,14 +38,8 @@ if TYPE_CHECKING:
     from ._otel import OtelHooks, Span
 
 __all__ = [
-    "ANSWER_KINDS",
-    "AnswerCounts",
-    "DailyCounter",
-    "LimiterWaits",
-    "SharesDailyCounter",
-    "Stats",
-    "Telemetry",
-    "answer_kind",
+    "ANSWER_KINDS", "AnswerCounts", "DailyCounter", "LimiterWaits", "SharesDailyCounter",
+    "Stats", "Telemetry", "answer_kind",
 ]
 
 log = logging.getLogger("calltouch_async")
@@ -108,8 +102,8 @@ class AnswerCounts:
     lost: int
     """No usable answer (connection dropped, deadline, truncated or empty body): may have run."""
     not_written: int
-    """Counted as sent, then proved not written in full (the connection dropped mid-body):
-    not executed, retried. Kept as an answer so ``requests`` never goes down."""
+    """Counted as sent, then proved not written in full: not run, retried (``requests``
+    never goes down)."""
     other: int
     """Anything else (e.g. a redirect)."""
 
