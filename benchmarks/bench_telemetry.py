@@ -9,7 +9,7 @@ request, three ways:
 - ``otel-sdk``: the SDK recording spans into an in-memory exporter and metrics into an
   in-memory reader (the most a client pays).
 
-Compare with the client's whole CPU per request (``bench_overhead.py``: 1.2-1.6 ms).
+Compare with the client's whole CPU per 100-lead request (``bench_overhead.py``: about 0.4-0.5 ms).
 
     python benchmarks/bench_telemetry.py [--requests 20000]
 """
