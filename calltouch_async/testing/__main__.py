@@ -1,4 +1,4 @@
-"""``python -m calltouch_async.testing``: run the emulator standalone until Ctrl-C.
+"""``python -m calltouch_async.testing``: run the emulator standalone until Ctrl-C or SIGTERM.
 
 Prints the base URL, the credentials it accepts (its own test values, not a Calltouch key)
 and an example ``curl``, so other programs can be pointed at it. ``calltouch-async emulator``
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -119,15 +121,29 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve_forever(
-            emulator, ready=lambda emu: print(banner(emu, args.site_id, args.token), flush=True)
-        ))
-    except KeyboardInterrupt:
-        print("stopped", flush=True)
+        asyncio.run(_serve_until_stopped(emulator, args))
+    except KeyboardInterrupt:  # where signal handlers cannot be installed (Windows)
+        pass
     except OSError as exc:  # e.g. the port is taken
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    print("stopped", flush=True)
     return 0
+
+
+async def _serve_until_stopped(emulator: CalltouchEmulator, args: argparse.Namespace) -> None:
+    """Serve until SIGINT or SIGTERM (a container's stop). The handlers are installed
+    explicitly: a process started in the background by a shell inherits SIGINT ignored, and
+    asyncio's own Ctrl-C handling would then never stop it."""
+    serving = asyncio.create_task(serve_forever(
+        emulator, ready=lambda emu: print(banner(emu, args.site_id, args.token), flush=True)
+    ))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, serving.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
 
 
 if __name__ == "__main__":
