@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
+import os
+import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -121,3 +125,43 @@ def max_in_window(times: Iterable[float], window: float) -> int:
     return max(
         (bisect.bisect_left(ordered, t + window) - i for i, t in enumerate(ordered)), default=0
     )
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+async def run_together(
+    script: Path, configs: list[dict[str, Any]], deadline: float = 30.0
+) -> list[dict[str, Any]]:
+    """Run ``script`` once per config (its JSON as the one argument) in its own process; wait
+    until every process printed ``ready``, release them together (``go`` on stdin), and
+    return the JSON each printed last."""
+    path = [str(TESTS.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for config in configs:
+            procs.append(await asyncio.create_subprocess_exec(
+                sys.executable, str(script), json.dumps(config), env=env,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            ))
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            if line.strip() != b"ready":
+                _out, err = await proc.communicate()
+                raise AssertionError(f"worker failed to start: {line!r}\n{err.decode()[-3000:]}")
+        outputs = await asyncio.wait_for(
+            asyncio.gather(*(proc.communicate(b"go\n") for proc in procs)), deadline
+        )
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    results = []
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err.decode()[-3000:]
+        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return results

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from collections import Counter
@@ -33,12 +32,10 @@ from calltouch_async import (
 from calltouch_async._telemetry import Telemetry
 from calltouch_async.redis_limiter import RedisRateLimiter
 from conftest import SITE_ID, TOKEN, EmulatorFactory, client_for, make_leads
+from helpers import TESTS, run_together
 
 sys.path.insert(0, str(Path(__file__).parent))
 from redis_server import RedisServer, free_port
-
-TESTS = Path(__file__).parent
-ROOT = TESTS.parent
 
 
 async def drain(
@@ -185,39 +182,12 @@ def redis_url() -> Iterator[str]:
 
 async def run_worker_processes(base_url: str, redis_url: str, key: str, n: int) -> list[Any]:
     """``n`` processes, each a client commenting 1,000 leads, started together."""
-    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-    procs = []
-    try:
-        for worker in range(n):
-            cfg = {
-                "base_url": base_url, "token": TOKEN, "redis_url": redis_url, "key": key,
-                "budget": 3, "leads": 1000, "prefix": f"w{worker}",
-            }
-            procs.append(await asyncio.create_subprocess_exec(
-                sys.executable, str(TESTS / "budget_worker.py"), json.dumps(cfg), env=env,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            ))
-        for proc in procs:
-            assert proc.stdout is not None
-            line = await asyncio.wait_for(proc.stdout.readline(), 30)
-            if line.strip() != b"ready":
-                _out, err = await proc.communicate()
-                raise AssertionError(f"worker failed to start: {line!r}\n{err.decode()[-3000:]}")
-        outputs = await asyncio.wait_for(
-            asyncio.gather(*(proc.communicate(b"go\n") for proc in procs)), 60
-        )
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    results = []
-    for proc, (out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err.decode()[-3000:]
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return results
+    configs = [
+        {"base_url": base_url, "token": TOKEN, "redis_url": redis_url, "key": key,
+         "budget": 3, "leads": 1000, "prefix": f"w{worker}"}
+        for worker in range(n)
+    ]
+    return await run_together(TESTS / "budget_worker.py", configs, deadline=60)
 
 
 async def test_two_processes_share_one_budget_through_redis(

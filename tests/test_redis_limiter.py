@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import sys
 import time
 import uuid
@@ -35,13 +33,11 @@ from calltouch_async._constants import ADAPTIVE_MARGIN_HOLD, ADAPTIVE_MARGIN_STE
 from calltouch_async._limiter import Permit, RateLimiter
 from calltouch_async.redis_limiter import RedisRateLimiter
 from calltouch_async.testing import CalltouchEmulator
-from helpers import max_in_window, new_emulator
+from helpers import TESTS, max_in_window, new_emulator, run_together
 
 sys.path.insert(0, str(Path(__file__).parent))
 from redis_server import RedisServer, free_port
 
-TESTS = Path(__file__).parent
-ROOT = TESTS.parent
 T0 = 1_700_000_000_000_000  # an injected server time, µs
 SECOND = 1_000_000
 
@@ -397,50 +393,13 @@ async def run_workers(
     budget: float = 8.0,
 ) -> list[dict[str, Any]]:
     """Start one process per worker, wait until all are ready, start them together."""
-    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     key = fresh_key()
-    procs = []
-    try:
-        for chunks in chunks_per_worker:
-            cfg = {
-                "base_url": base_url,
-                "limiter": limiter,
-                "redis_url": redis_url,
-                "key": key,
-                "chunks": chunks,
-                "budget": budget,
-            }
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    str(TESTS / "redis_worker.py"),
-                    json.dumps(cfg),
-                    env=env,
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                )
-            )
-        for proc in procs:
-            assert proc.stdout is not None
-            line = await asyncio.wait_for(proc.stdout.readline(), 30)
-            if line.strip() != b"ready":
-                _out, err = await proc.communicate()
-                raise AssertionError(f"worker failed to start: {line!r}\n{err.decode()[-3000:]}")
-        outputs = await asyncio.wait_for(
-            asyncio.gather(*(proc.communicate(b"go\n") for proc in procs)), 30
-        )
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    results = []
-    for proc, (out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err.decode()[-3000:]
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return results
+    configs = [
+        {"base_url": base_url, "limiter": limiter, "redis_url": redis_url, "key": key,
+         "chunks": chunks, "budget": budget}
+        for chunks in chunks_per_worker
+    ]
+    return await run_together(TESTS / "redis_worker.py", configs)
 
 
 WORKERS, REQUESTS_PER_WORKER, LEADS_PER_REQUEST = 4, 5, 3
