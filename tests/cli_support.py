@@ -12,10 +12,12 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from calltouch_async.testing import CalltouchEmulator
 
@@ -23,6 +25,15 @@ from calltouch_async.testing import CalltouchEmulator
 TOKEN = "tok-3c9e1f-do-not-print"
 SITE_ID = 4242
 DEADLINE = 30.0
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[CalltouchEmulator]:
+    """The CLI tests' emulator (registered by ``conftest.py``): no rate window, since these
+    tests are about the command line, not the limit (the demo keeps it on)."""
+    async with CalltouchEmulator(site_id=SITE_ID, access_token=TOKEN, rate_limit=None) as emu:
+        emu.generate(calls=50, requests=20, seed=1)
+        yield emu
 
 
 @dataclass

@@ -17,6 +17,9 @@ from helpers import SITE_ID, TOKEN, EmulatorFactory, client_for, make_leads, new
 
 __all__ = ["SITE_ID", "TOKEN", "EmulatorFactory", "client_for", "make_leads"]
 
+#: The CLI tests' ``emu`` fixture.
+pytest_plugins = ["cli_support"]
+
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[EmulatorFactory]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -38,15 +37,6 @@ from cli_support import (
     start_cli,
     write_lines,
 )
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[CalltouchEmulator]:
-    # No rate window: these tests are about the CLI, not the limit (the demo keeps it on).
-    async with CalltouchEmulator(site_id=SITE_ID, access_token=TOKEN, rate_limit=None) as emu:
-        emu.generate(calls=50, requests=20, seed=1)
-        yield emu
-
 
 # --------------------------------------------------------------------------- comment
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import shlex
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from calltouch_async.cli import EXIT_INPUT, EXIT_OK, EXIT_PIPE, EXIT_USAGE, main
 from calltouch_async.testing import CalltouchEmulator
 from cli_support import (
     DEADLINE,
-    SITE_ID,
     TOKEN,
     call_line,
     comment_args,
@@ -24,13 +22,6 @@ from cli_support import (
     run_cli,
     write_lines,
 )
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[CalltouchEmulator]:
-    async with CalltouchEmulator(site_id=SITE_ID, access_token=TOKEN, rate_limit=None) as emu:
-        emu.generate(calls=50, requests=20, seed=1)
-        yield emu
 
 
 async def test_a_cp1251_semicolon_csv_from_excel_comments_every_row(

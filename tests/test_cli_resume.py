@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -149,12 +149,6 @@ async def test_the_first_signal_writes_every_result_the_second_exits_at_once(
 
 # --------------------------------------------------------------------------- resume
 
-
-@pytest.fixture
-async def emu() -> AsyncIterator[CalltouchEmulator]:
-    async with CalltouchEmulator(site_id=SITE_ID, access_token=TOKEN, rate_limit=None) as emu:
-        emu.generate(calls=50, requests=20, seed=1)
-        yield emu
 
 
 def result_line(index: int, status: str) -> str:
