@@ -7,8 +7,8 @@ One :class:`Telemetry` per client; the dispatcher holds it and calls it at a few
   ``record.sending()`` marks the end of the limiter wait and the start of the request,
   ``record.answered(exchange)`` classifies the answer; leaving counts the request, ends its
   span and, for an attempt that never left, gives the budget back.
-* ``telemetry.retry(...)`` before a re-send, ``telemetry.count(results)`` /
-  ``telemetry.count_status(status)`` for every result handed out.
+* ``telemetry.retry(...)`` before a re-send; ``telemetry.count(results)`` for every list of
+  results taken off a stream (``_results.py``), so each lead is counted once.
 
 Counting is plain integer arithmetic on this object (the client runs on one event loop), so
 it costs a few attribute updates per request and one dict increment per lead. OpenTelemetry
@@ -434,12 +434,6 @@ class Telemetry:
             counts[status] += number
         if self.otel is not None:
             self.otel.leads(seen)
-
-    def count_status(self, status: str) -> None:
-        """One result with ``status`` handed out (a lead that never reached a request)."""
-        self._leads[status] = self._leads.get(status, 0) + 1
-        if self.otel is not None:
-            self.otel.leads({status: 1})
 
     def stats(self) -> Stats:
         """An immutable snapshot (built only here, so counting stays cheap)."""
