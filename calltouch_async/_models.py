@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -300,6 +300,31 @@ class LeadOutcome(msgspec.Struct, rename="camel", frozen=True):
     call_info: CallInfo | None = None
     request_info: RequestInfo | None = None
     error: str | None = None
+
+
+def holds_text(outcomes: list[LeadOutcome]) -> bool:
+    """Whether any outcome carries text: an ``error``, or an id sent as a string.
+
+    Nearly every answer holds numbers and nulls only, and text is all an echoing server can
+    put the token in (unless the token is all digits). One tight loop over the known fields
+    answers that at a third of the cost of looking at each outcome in general.
+    """
+    for outcome in outcomes:
+        if outcome.error is not None:
+            return True
+        call = outcome.call_info
+        if call is not None and (
+            type(call.call_id) is str
+            or type(call.call_reference_id) is str
+            or type(call.sip_call_id) is str
+        ):
+            return True
+        request = outcome.request_info
+        if request is not None and (
+            type(request.request_id) is str or type(request.request_number) is str
+        ):
+            return True
+    return False
 
 
 class Violation(msgspec.Struct, rename="camel", frozen=True):

@@ -98,12 +98,12 @@ class Scrubber:
     (``&#x2F;``, ``&#47;``, ``&sol;``), as error pages escape what they echo.
     """
 
-    __slots__ = ("_length", "_numeric", "_pattern")
+    __slots__ = ("_length", "_pattern", "numeric")
 
     def __init__(self, token: str) -> None:
         self._pattern = re.compile("".join(map(_any_quoting, token))) if token else None
         self._length = len(token)
-        self._numeric = token.isdigit()
+        self.numeric = token.isdigit()  # then an id sent as a number can echo it
 
     def text(self, text: str) -> str:
         return self._pattern.sub("***", text) if self._pattern is not None else text
@@ -111,7 +111,7 @@ class Scrubber:
     def ids_are_plain(self, ids: msgspec.Struct) -> bool:
         """True when no id of ``ids`` can echo the token: numbers (unless the token is all
         digits) and strings shorter than it, which is what nearly every answer holds."""
-        length, numeric = self._length, self._numeric
+        length, numeric = self._length, self.numeric
         for value in msgspec.structs.astuple(ids):
             if (type(value) is str and len(value) >= length) or (numeric and type(value) is int):
                 return False
@@ -127,7 +127,7 @@ class Scrubber:
         every text anyway (``e`` is in any ``repr``); what matters is a real, long one.
         """
         pattern = self._pattern
-        if pattern is None or value is None or (isinstance(value, int) and not self._numeric):
+        if pattern is None or value is None or (isinstance(value, int) and not self.numeric):
             return value  # a number can only be a token made of digits
         text = str(value)
         if len(text) < self._length:

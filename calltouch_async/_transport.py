@@ -23,7 +23,15 @@ import msgspec
 from ._constants import COMMENT_PATH, MAX_ANSWER_BYTES, READ_CHUNK_BYTES, USER_AGENT
 from ._errors import MalformedResponseError, excerpt
 from ._limiter import Permit
-from ._models import CallInfo, LeadOutcome, RequestInfo, ResponseData, Violation, decode_response
+from ._models import (
+    CallInfo,
+    LeadOutcome,
+    RequestInfo,
+    ResponseData,
+    Violation,
+    decode_response,
+    holds_text,
+)
 from ._token import Scrubber
 
 __all__ = [
@@ -354,7 +362,10 @@ _Ids = TypeVar("_Ids", CallInfo, RequestInfo)
 
 def _scrub_outcomes(outcomes: list[LeadOutcome], scrubber: Scrubber) -> None:
     """Scrub every per-lead ``error`` and id, in place (an echoing server may put the token
-    there). Errors are nearly always None and ids numbers: one cheap test per lead."""
+    there). Errors are nearly always None and ids numbers, which cannot hold a token that is
+    not all digits: then there is nothing to scrub."""
+    if not scrubber.numeric and not holds_text(outcomes):
+        return
     plain = scrubber.ids_are_plain
     for position, outcome in enumerate(outcomes):
         error, call, request = outcome.error, outcome.call_info, outcome.request_info

@@ -80,6 +80,36 @@ async def test_a_one_character_token_leaves_ids_that_merely_contain_it() -> None
     assert all_ids((await echoed_ids("x7", 7))[0]) == [7] * 5  # never equal to a non-digit
 
 
+_ID_FIELDS = [
+    ("callInfo", "callId"), ("callInfo", "callReferenceId"), ("callInfo", "sipCallId"),
+    ("requestInfo", "requestId"), ("requestInfo", "requestNumber"),
+]
+
+
+@pytest.mark.parametrize(("block", "field"), _ID_FIELDS)
+async def test_one_echoing_id_among_plain_numbers_is_scrubbed(block: str, field: str) -> None:
+    # Every other id of the answer is a number (what a real answer holds), so a check that
+    # skips all-number answers must still look at each field of each lead.
+    async def answer(request: web.Request, server: Server) -> web.Response:
+        n = server.posts[-1].leads()
+        entries = [
+            {"callInfo": {"callId": i + 1, "callReferenceId": None, "sipCallId": 7},
+             "requestInfo": {"requestId": 5, "requestNumber": None},
+             "commented": True, "error": None}
+            for i in range(n)
+        ]
+        entries[n - 2][block][field] = request.headers["Access-Token"]
+        return web.json_response({"meta": [], "data": {"comments": entries}})
+
+    async with serve(answer) as api:
+        async with CalltouchClient(SITE_ID, TOKEN, base_url=api.url, rate_limiter=None) as c:
+            results = await c.comment(make_leads(100))
+    assert [r.status for r in results] == [S.COMMENTED] * 100
+    assert all_ids(results[98]).count("***") == 1
+    assert TOKEN not in repr(results)
+    assert [all_ids(r)[0] for r in results[:3]] == [1, 2, 3]  # numbers are kept as sent
+
+
 async def test_the_cli_results_file_holds_no_token_from_ids(tmp_path: Path) -> None:
     async def answer(request: web.Request, server: Server) -> web.Response:
         return ids_answer(server, request.headers["Access-Token"])
