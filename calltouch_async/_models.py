@@ -384,6 +384,9 @@ class CommentStatus(enum.StrEnum):
     """Sent, but the answer was lost: it may or may not have been applied."""
 
 
+_COMMENTED: Final = CommentStatus.COMMENTED
+
+
 class CommentResult(msgspec.Struct, frozen=True, kw_only=True):
     """The result for one lead. ``index`` is the lead's position in the caller's input."""
 
@@ -397,7 +400,9 @@ class CommentResult(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def commented(self) -> bool:
         """True only when Calltouch confirmed the comment."""
-        return self.status == CommentStatus.COMMENTED
+        # Identity first: a member looked up on its class costs more than the test itself.
+        status: str = self.status  # a plain "commented" given by hand counts too
+        return status is _COMMENTED or status == _COMMENTED
 
 
 # --------------------------------------------------------------------------- codec
