@@ -90,13 +90,16 @@ class SubmitSource:
         if ready is not None and not ready.done():
             ready.set_result(None)
 
-    def keep(self, item: Item) -> bool:
-        """Called as a chunk launches: drop leads whose caller gave up."""
-        waiter = self.waiters[item[0]]
-        if waiter.future.done():
-            del self.waiters[item[0]]
-            return False
-        return True
+    def keep(self, chunk: list[Item]) -> list[Item]:
+        """Called as a chunk launches: the items whose caller still waits (the others are
+        forgotten). One call per chunk, not per lead."""
+        waiters = self.waiters
+        kept = [item for item in chunk if not waiters[item[0]].future.done()]
+        if len(kept) < len(chunk):
+            for index, _ in chunk:
+                if waiters[index].future.done():
+                    del waiters[index]
+        return kept
 
     def unread(self) -> list[_Waiter]:
         """Take the waiters the stream never read."""
@@ -121,7 +124,7 @@ class Coalescer:
     """
 
     __slots__ = (
-        "_consumer", "_error", "_is_open", "_max_pending", "_pending", "_room_waiters",
+        "_consumer", "_error", "_is_open", "_loop", "_max_pending", "_pending", "_room_waiters",
         "_source", "_stream",
     )
 
@@ -130,6 +133,9 @@ class Coalescer:
     ) -> None:
         self._stream = stream
         self._is_open = is_open
+        # Created on the client's loop, which the client checks on every call: looking the
+        # loop up again per lead would cost more than the rest of taking a lead.
+        self._loop = asyncio.get_running_loop()
         self._max_pending = max_pending
         self._pending = 0
         self._room_waiters: deque[asyncio.Future[None]] = deque()
@@ -152,7 +158,7 @@ class Coalescer:
         try:
             if self._error is not None:  # the stream failed for good (credentials)
                 raise _fresh(self._error)
-            future: asyncio.Future[CommentResult] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[CommentResult] = self._loop.create_future()
             self._start().put(_Waiter(lead, future))
             return await future
         finally:
@@ -160,7 +166,7 @@ class Coalescer:
 
     async def _wait_for_room(self) -> None:
         """Wait in line until a slot is handed over (counted in ``_pending`` already)."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = self._loop.create_future()
         self._room_waiters.append(waiter)
         try:
             await waiter

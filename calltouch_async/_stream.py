@@ -92,9 +92,9 @@ class Stream:
     ``failed`` from the dispatcher, at no request).
 
     ``inline`` (``comment()``: at most 100 leads): the first chunk runs in the reading task.
-    ``keep`` (``submit()``) drops, at launch, items whose callers gave up; ``end_input``
-    makes :meth:`close` end the source (which then yields what it holds) instead of cutting
-    it off.
+    ``keep`` (``submit()``) gives, at launch, the items of a chunk whose callers still wait;
+    ``end_input`` makes :meth:`close` end the source (which then yields what it holds)
+    instead of cutting it off.
     """
 
     __slots__ = (
@@ -112,7 +112,7 @@ class Stream:
         ordered: bool = False,
         linger: float | None = None,
         linger_from_first: bool = False,
-        keep: Callable[[Item], bool] | None = None,
+        keep: Callable[[list[Item]], list[Item]] | None = None,
         end_input: Callable[[], None] | None = None,
         stop_on_budget: bool = False,
         inline: bool = False,
@@ -314,7 +314,7 @@ class Stream:
             self._timer.cancel()
             self._timer = None
         if self._keep is not None:
-            kept = [item for item in chunk if self._keep(item)]
+            kept = self._keep(chunk)
             self.consumed(len(chunk) - len(kept))  # dropped leads will never be consumed
             chunk = kept
         if not chunk:
