@@ -13,7 +13,7 @@ import enum
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from datetime import tzinfo
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
 import aiohttp
 from msgspec import UNSET, UnsetType
@@ -42,7 +42,7 @@ from ._retry import RetryPolicy
 from ._stream import Stream
 from ._telemetry import Stats, new_telemetry
 from ._token import Secret, argument_problem
-from ._transport import SendTimeTrace, Transport
+from ._transport import SendTimeRequest, Transport
 
 __all__ = ["CalltouchClient"]
 
@@ -52,6 +52,8 @@ class _State(enum.Enum):
     CLOSING = "closing"
     CLOSED = "closed"
 
+
+_OPEN: Final = _State.OPEN  # checked on every call: a member looked up on its class costs more
 
 _REFUSED = {
     _State.CLOSING: "this CalltouchClient is closing: it takes no more leads",
@@ -195,11 +197,11 @@ class CalltouchClient:
     @property
     def closed(self) -> bool:
         """True once :meth:`aclose` has been called (while closing, too)."""
-        return self._state is not _State.OPEN
+        return self._state is not _OPEN
 
     def _check(self) -> None:
         """Raise unless the client may send now, from the running event loop."""
-        if self._state is not _State.OPEN:
+        if self._state is not _OPEN:
             raise ClientClosedError(_REFUSED[self._state])
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
             raise WrongEventLoopError(
@@ -233,7 +235,7 @@ class CalltouchClient:
         )
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=DEFAULT_CONNECT_TIMEOUT)
         return aiohttp.ClientSession(
-            connector=connector, timeout=timeout, trace_configs=[SendTimeTrace()]
+            connector=connector, timeout=timeout, request_class=SendTimeRequest
         )
 
     def _resolve_limiter(self) -> RateLimiter | None:

@@ -14,9 +14,11 @@ import socket
 from collections import Counter
 
 import aiohttp
+import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from calltouch_async import CalltouchClient, CommentStatus, SendTimeTrace
+from calltouch_async._transport import SendTimeRequest
 from helpers import SITE_ID, TOKEN, EmulatorFactory, make_leads
 
 HANDSHAKE = 0.15
@@ -40,16 +42,20 @@ class SlowResolver(AbstractResolver):
         pass
 
 
-def slow_session(*, traced: bool) -> aiohttp.ClientSession:
+def slow_session(marker: str) -> aiohttp.ClientSession:
+    """A session whose new connections start late, marking send times by ``marker``: the
+    trace users add to their sessions, the request class of the client's own, or nothing."""
     connector = aiohttp.TCPConnector(resolver=SlowResolver(), use_dns_cache=False)
-    traces = [SendTimeTrace()] if traced else []
+    if marker == "request_class":
+        return aiohttp.ClientSession(connector=connector, request_class=SendTimeRequest)
+    traces = [SendTimeTrace()] if marker == "trace" else []
     return aiohttp.ClientSession(connector=connector, trace_configs=traces)
 
 
-async def run(emulator: EmulatorFactory, *, traced: bool) -> tuple[Counter[str], int, int]:
+async def run(emulator: EmulatorFactory, marker: str) -> tuple[Counter[str], int, int]:
     async with emulator(calls=1000, rate_limit=5, rate_period=1.0) as emu:
         base_url = emu.base_url.replace("127.0.0.1", "localhost")
-        async with slow_session(traced=traced) as session:
+        async with slow_session(marker) as session:
             client = CalltouchClient(SITE_ID, TOKEN, base_url=base_url, session=session)
             async with client:
                 leads = make_leads(1000)
@@ -57,8 +63,11 @@ async def run(emulator: EmulatorFactory, *, traced: bool) -> tuple[Counter[str],
         return statuses, emu.ledger.count("rate_limited"), emu.ledger.max_in_window(1.0)
 
 
-async def test_cold_connections_do_not_crowd_the_window(emulator: EmulatorFactory) -> None:
-    statuses, rate_limited, busiest = await run(emulator, traced=True)
+@pytest.mark.parametrize("marker", ["trace", "request_class"])
+async def test_cold_connections_do_not_crowd_the_window(
+    emulator: EmulatorFactory, marker: str
+) -> None:
+    statuses, rate_limited, busiest = await run(emulator, marker)
     assert statuses == {CommentStatus.COMMENTED.value: 1000}
     assert rate_limited == 0
     assert busiest <= 5
@@ -69,6 +78,6 @@ async def test_negative_control_counting_from_the_permit_gets_429(
 ) -> None:
     # The same run on a session without the trace counts starts from the permit: the
     # harness above can fail. (429s are retried, so every lead is still commented.)
-    statuses, rate_limited, _ = await run(emulator, traced=False)
+    statuses, rate_limited, _ = await run(emulator, "none")
     assert rate_limited > 0
     assert statuses == {CommentStatus.COMMENTED.value: 1000}
