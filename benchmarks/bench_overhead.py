@@ -17,7 +17,10 @@ rotating order, ``--trials`` times; each figure is the median trial, with the sp
 
 Three loads: ``c=1`` and ``c=10`` requests in flight as fast as the server answers, and the real
 pace of 5 requests/s (a request every 0.2 s, sources fed at that pace; ``c=10`` allowed).
-Ratios are taken per trial (neighbouring runs share the machine's state), then the median.
+
+A trial runs every variant over the same requests, interleaved ``--slice`` requests at a time
+in a rotating order, all set up (and warmed) before measuring; each variant's CPU is summed
+over its slices. Ratios are taken per trial (variants measured side by side), then the median.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -111,13 +116,22 @@ class Server:
 
 
 # --------------------------------------------------------------------------- driving
+#
+# A variant is an async context manager: it sets itself up (session or client, a warm-up
+# request) and yields ``run(count)``, which sends ``count`` requests of the slice's leads and
+# returns the leads answered. A trial interleaves the variants a slice at a time.
+
+Run = Callable[[int], Awaitable[int]]
+Variant = Callable[["Load"], AbstractAsyncContextManager[Run]]
 
 
-async def _measured(run: Callable[[], Awaitable[int]]) -> Result:
-    gc.collect()
-    cpu = time.process_time()
-    leads = await run()
-    return time.process_time() - cpu, leads
+@dataclass(frozen=True)
+class Load:
+    base_url: str
+    concurrency: int
+    paced: bool
+    leads: list[LeadComment]  # one slice's leads, 100 per request, shared by every variant
+    wire: list[dict[str, Any]]  # the same leads as dicts, for the hand-written loop
 
 
 async def _at_pace(i: int, start: float) -> None:
@@ -126,19 +140,17 @@ async def _at_pace(i: int, start: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def _drive(
-    post: Callable[[int], Awaitable[int]], requests: int, concurrency: int, paced: bool
-) -> int:
-    """Run ``post(i)`` for every request: ``concurrency`` workers, or one start per PACE."""
-    if paced:
+async def _drive(post: Callable[[int], Awaitable[int]], count: int, load: Load) -> int:
+    """Run ``post(i)`` for ``i < count``: ``concurrency`` workers, or one start per PACE."""
+    if load.paced:
         start = asyncio.get_running_loop().time()
 
-        async def one(i: int) -> int:
-            await _at_pace(i, start)
-            return await post(i)
+        async def one(n: int) -> int:
+            await _at_pace(n, start)
+            return await post(n)
 
-        return sum(await asyncio.gather(*(one(i) for i in range(requests))))
-    queue, done = iter(range(requests)), 0
+        return sum(await asyncio.gather(*(one(n) for n in range(count))))
+    queue, done = iter(range(count)), 0
 
     async def worker() -> None:
         nonlocal done
@@ -146,31 +158,36 @@ async def _drive(
             answered = await post(i)
             done += answered  # not `done += await ...`: that reads `done` before awaiting
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(load.concurrency)))
     return done
 
 
-def _session(concurrency: int) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency * 2))
+def _session(load: Load) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=load.concurrency * 2))
 
 
-def _client(base_url: str, concurrency: int) -> CalltouchClient:
-    return CalltouchClient(
-        SITE_ID, TOKEN, base_url=base_url, rate_limiter=None, max_in_flight=concurrency
-    )
+@asynccontextmanager
+async def _client(load: Load) -> AsyncIterator[CalltouchClient]:
+    async with CalltouchClient(
+        SITE_ID, TOKEN, base_url=load.base_url, rate_limiter=None,
+        max_in_flight=load.concurrency,
+    ) as client:
+        await client.comment(load.leads[:CHUNK])  # warm: connection, codec caches
+        yield client
 
 
-def _leads(requests: int) -> list[LeadComment]:
-    return make_leads(requests * CHUNK, calls=CALLS, tag="overhead")
+def _chunk(leads: list[Any], i: int) -> list[Any]:
+    return leads[i * CHUNK : (i + 1) * CHUNK]
 
 
 # --------------------------------------------------------------------------- variants
 
 
-async def bare(base_url: str, requests: int, concurrency: int, paced: bool) -> Result:
-    body, url = encode_request(_leads(1)), base_url + PATH
+@asynccontextmanager
+async def bare(load: Load) -> AsyncIterator[Run]:
+    body, url = encode_request(load.leads[:CHUNK]), load.base_url + PATH
 
-    async with _session(concurrency) as session:
+    async with _session(load) as session:
 
         async def post(i: int) -> int:
             async with session.post(url, data=body, headers=HEADERS) as resp:
@@ -178,23 +195,23 @@ async def bare(base_url: str, requests: int, concurrency: int, paced: bool) -> R
                 return CHUNK if resp.status == 200 else 0
 
         await post(0)  # warm: the connection
-        return await _measured(lambda: _drive(post, requests, concurrency, paced))
+        yield lambda count: _drive(post, count, load)
 
 
-async def hand_written(base_url: str, requests: int, concurrency: int, paced: bool) -> Result:
-    leads, url = wire_leads(requests * CHUNK, calls=CALLS, tag="overhead"), base_url + PATH
+@asynccontextmanager
+async def hand_written(load: Load) -> AsyncIterator[Run]:
+    url = load.base_url + PATH
 
-    async with _session(concurrency) as session:
+    async with _session(load) as session:
 
         async def post(i: int) -> int:
-            chunk: list[dict[str, Any]] = leads[i * CHUNK : (i + 1) * CHUNK]
-            body = json.dumps({"comments": chunk})
+            body = json.dumps({"comments": _chunk(load.wire, i)})
             async with session.post(url, data=body, headers=HEADERS) as resp:
                 answer = json.loads(await resp.read())
             return sum(1 for o in answer["data"]["comments"] if o["commented"])
 
         await post(0)
-        return await _measured(lambda: _drive(post, requests, concurrency, paced))
+        yield lambda count: _drive(post, count, load)
 
 
 async def _paced_source(leads: list[LeadComment]) -> AsyncIterator[LeadComment]:
@@ -206,35 +223,33 @@ async def _paced_source(leads: list[LeadComment]) -> AsyncIterator[LeadComment]:
             yield lead
 
 
-async def comment_many(base_url: str, requests: int, concurrency: int, paced: bool) -> Result:
-    leads = _leads(requests)
-    async with _client(base_url, concurrency) as client:
-        await client.comment(leads[:CHUNK])  # warm: connection, codec caches
+@asynccontextmanager
+async def comment_many(load: Load) -> AsyncIterator[Run]:
+    async with _client(load) as client:
 
-        async def run() -> int:
-            source = _paced_source(leads) if paced else leads
+        async def run(count: int) -> int:
+            leads = load.leads[: count * CHUNK]
+            source = _paced_source(leads) if load.paced else leads
             return sum([r.commented async for r in client.comment_many(source)])
 
-        return await _measured(run)
+        yield run
 
 
-async def comment(base_url: str, requests: int, concurrency: int, paced: bool) -> Result:
-    leads = _leads(requests)
-    async with _client(base_url, concurrency) as client:
+@asynccontextmanager
+async def comment(load: Load) -> AsyncIterator[Run]:
+    async with _client(load) as client:
 
         async def post(i: int) -> int:
-            results = await client.comment(leads[i * CHUNK : (i + 1) * CHUNK])
-            return sum(r.commented for r in results)
+            return sum(r.commented for r in await client.comment(_chunk(load.leads, i)))
 
-        await client.comment(leads[:CHUNK])
-        return await _measured(lambda: _drive(post, requests, concurrency, paced))
+        yield lambda count: _drive(post, count, load)
 
 
 async def _callers(
-    requests: int, paced: bool, call: Callable[[LeadComment], Awaitable[object]]
+    leads: list[LeadComment], paced: bool, call: Callable[[LeadComment], Awaitable[object]]
 ) -> int:
     """``CALLERS`` concurrent tasks per round (CHUNK per PACE when paced); returns leads."""
-    leads, done = _leads(requests), 0
+    done = 0
     per_round = CHUNK if paced else CALLERS
     start = asyncio.get_running_loop().time()
     for n, i in enumerate(range(0, len(leads), per_round)):
@@ -244,14 +259,21 @@ async def _callers(
     return done
 
 
-async def submit(base_url: str, requests: int, concurrency: int, paced: bool) -> Result:
-    async with _client(base_url, concurrency) as client:
-        await client.comment(_leads(1))
+def _callers_run(load: Load, call: Callable[[LeadComment], Awaitable[object]]) -> Run:
+    def run(count: int) -> Awaitable[int]:
+        return _callers(load.leads[: count * CHUNK], load.paced, call)
+
+    return run
+
+
+@asynccontextmanager
+async def submit(load: Load) -> AsyncIterator[Run]:
+    async with _client(load) as client:
 
         async def call(lead: LeadComment) -> bool:
             return (await client.submit(lead)).commented
 
-        return await _measured(lambda: _callers(requests, paced, call))
+        yield _callers_run(load, call)
 
 
 class _Flusher:
@@ -260,10 +282,11 @@ class _Flusher:
 
     __slots__ = ("body", "futures", "gate", "post", "session", "tasks", "url")
 
-    def __init__(self, session: aiohttp.ClientSession | None, url: str, concurrency: int):
-        self.session, self.url, self.body = session, url, encode_request(_leads(1))
+    def __init__(self, session: aiohttp.ClientSession | None, load: Load):
+        self.session, self.url = session, load.base_url + PATH
+        self.body = encode_request(load.leads[:CHUNK])
         self.futures: list[asyncio.Future[bool]] = []
-        self.gate = asyncio.Semaphore(concurrency)
+        self.gate = asyncio.Semaphore(load.concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, lead: LeadComment) -> bool:
@@ -284,21 +307,20 @@ class _Flusher:
             future.set_result(True)
 
 
-async def _floor(
-    base_url: str, requests: int, concurrency: int, paced: bool, *, post: bool
-) -> Result:
-    async with _session(concurrency) as session:
-        flusher = _Flusher(session if post else None, base_url + PATH, concurrency)
-        await _callers(1, False, flusher.call)  # warm, as the others are
-        return await _measured(lambda: _callers(requests, paced, flusher.call))
+@asynccontextmanager
+async def _floor(load: Load, *, post: bool) -> AsyncIterator[Run]:
+    async with _session(load) as session:
+        flusher = _Flusher(session if post else None, load)
+        await _callers(load.leads[:CALLERS], False, flusher.call)  # warm, as the others are
+        yield _callers_run(load, flusher.call)
 
 
-async def floor(base_url: str, requests: int, concurrency: int, paced: bool) -> Result:
-    return await _floor(base_url, requests, concurrency, paced, post=False)
+def floor(load: Load) -> AbstractAsyncContextManager[Run]:
+    return _floor(load, post=False)
 
 
-async def floor_post(base_url: str, requests: int, concurrency: int, paced: bool) -> Result:
-    return await _floor(base_url, requests, concurrency, paced, post=True)
+def floor_post(load: Load) -> AbstractAsyncContextManager[Run]:
+    return _floor(load, post=True)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -320,18 +342,47 @@ LOADS = ["c1", "c10", "paced"]
 
 
 def measure(
-    base_url: str, requests: int, concurrency: int, paced: bool, trials: int, names: list[str]
+    base_url: str, requests: int, concurrency: int, paced: bool, trials: int, names: list[str],
+    slice_size: int,
 ) -> dict[str, list[float]]:
     """CPU microseconds per lead of each named variant, one value per trial."""
+    # One slice's leads, sent again by every slice: the heap stays small, so no variant pays
+    # the garbage collector for the size of the test data.
+    leads = make_leads(slice_size * CHUNK, calls=CALLS, tag="overhead")
+    wire = wire_leads(slice_size * CHUNK, calls=CALLS, tag="overhead")
+    load = Load(base_url, concurrency, paced, leads, wire)
     per_lead: dict[str, list[float]] = {name: [] for name in names}
     for trial in range(trials):
-        shift = trial % len(names)  # rotate: no variant always runs first or last
-        for name in names[shift:] + names[:shift]:
-            cpu, leads = asyncio.run(VARIANTS[name](base_url, requests, concurrency, paced))
-            if leads != requests * CHUNK:
-                raise RuntimeError(f"{name}: {leads} of {requests * CHUNK} leads answered")
-            per_lead[name].append(cpu * 1e6 / leads)
+        totals = asyncio.run(_trial(load, requests, names, slice_size, trial))
+        for name, (cpu, answered) in totals.items():
+            if answered != requests * CHUNK:
+                raise RuntimeError(f"{name}: {answered} of {requests * CHUNK} leads answered")
+            per_lead[name].append(cpu * 1e6 / answered)
     return per_lead
+
+
+async def _trial(
+    load: Load, requests: int, names: list[str], slice_size: int, trial: int
+) -> dict[str, tuple[float, int]]:
+    """Every variant over ``requests`` requests, interleaved ``slice_size`` at a time.
+
+    Neighbouring slices share the machine's state (a noisy neighbour, the CPU's clock), so
+    interleaving pairs the variants far more closely than whole runs one after another. Each
+    slice starts from a collected heap: no variant pays for another's garbage.
+    """
+    totals = {name: (0.0, 0) for name in names}
+    async with AsyncExitStack() as stack:
+        runs = {name: await stack.enter_async_context(VARIANTS[name](load)) for name in names}
+        for n, first in enumerate(range(0, requests, slice_size)):
+            count = min(slice_size, requests - first)
+            shift = (trial + n) % len(names)  # rotate: no variant always goes first
+            for name in names[shift:] + names[:shift]:
+                gc.collect()
+                cpu = time.process_time()
+                answered = await runs[name](count)
+                spent, total = totals[name]
+                totals[name] = (spent + time.process_time() - cpu, total + answered)
+    return totals
 
 
 def _spread(values: list[float]) -> str:
@@ -356,18 +407,21 @@ def table(title: str, per_lead: dict[str, list[float]], trials: int) -> Table:
             f"(trials {min(ratios):.2f}-{max(ratios):.2f})"
         )
     out.notes.append(
-        f"median of {trials} trials in rotating order; CPU = time.process_time() of this process "
-        "only (the server runs in its own); warm-up request excluded; limiter off."
+        f"median of {trials} trials, variants interleaved in slices in rotating order; CPU = "
+        "time.process_time() of this process only (the server runs in its own); set-up and "
+        "warm-up excluded; limiter off."
     )
     return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200, help="100-lead requests per run")
-    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=1000, help="100-lead requests per trial")
+    parser.add_argument("--trials", type=int, default=7)
+    parser.add_argument("--slice", type=int, default=50, help="requests per interleaved slice")
     parser.add_argument("--paced-requests", type=int, default=20, help="requests at 5/s")
     parser.add_argument("--paced-trials", type=int, default=3)
+    parser.add_argument("--paced-slice", type=int, default=10)
     parser.add_argument(
         "--only", nargs="+", choices=list(KEYS), default=list(KEYS), help="variants to run"
     )
@@ -377,23 +431,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tens(n: int) -> int:
+    return max(10, n // 10 * 10)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.serve:
         asyncio.run(_serve())
         return
     names = [KEYS[key] for key in args.only]
-    requests = max(10, args.requests // 10 * 10)  # whole rounds of 1,000 submit() callers
-    paced = max(10, args.paced_requests // 10 * 10)
+    # Whole rounds of 1,000 submit() callers (10 requests) in every slice.
+    requests, paced = _tens(args.requests), _tens(args.paced_requests)
+    slice_size, paced_slice = _tens(args.slice), _tens(args.paced_slice)
     tables = []
     with Server() as url:
         for c in (1, 10):
             if f"c{c}" in args.loads:
-                per_lead = measure(url, requests, c, False, args.trials, names)
+                per_lead = measure(url, requests, c, False, args.trials, names, slice_size)
                 title = f"Client CPU per lead: {requests} requests of 100 leads, c={c} in flight"
                 tables.append(table(title, per_lead, args.trials))
         if "paced" in args.loads:
-            per_lead = measure(url, paced, 10, True, args.paced_trials, names)
+            per_lead = measure(url, paced, 10, True, args.paced_trials, names, paced_slice)
             title = f"Client CPU per lead at the real pace: {paced} requests at 5/s (c=10 allowed)"
             tables.append(table(title, per_lead, args.paced_trials))
     emit(tables, args.json)
