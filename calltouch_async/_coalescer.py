@@ -21,28 +21,27 @@ from ._models import CommentResult, CommentStatus, LeadComment
 
 __all__ = ["Coalescer", "SubmitSource"]
 
-class _Waiter:
-    __slots__ = ("future", "lead")
-
-    def __init__(self, lead: LeadComment, future: asyncio.Future[CommentResult]) -> None:
-        self.lead = lead
-        self.future = future
+_Future = asyncio.Future[CommentResult]
 
 
 class SubmitSource:
     """The submitted leads, handed to the stream a batch at a time (:meth:`take`).
 
-    It numbers leads in the order the stream takes them, which is the stream's ``index``.
-    A batch, not a lead, per step: the stream reads it without an awaited call per lead.
+    It numbers leads in the order the stream takes them, which is the stream's ``index``;
+    ``waiters`` maps that index to the caller's future. A batch, not a lead, per step: the
+    stream reads it without an awaited call per lead. Leads and their futures wait in two
+    queues side by side, so taking a lead allocates nothing of its own (every object a lead
+    costs is more work for the garbage collector, under a thousand concurrent callers).
     """
 
-    __slots__ = ("_after_close", "_pending", "_read", "_ready", "waiters")
+    __slots__ = ("_after_close", "_futures", "_leads", "_read", "_ready", "waiters")
 
     def __init__(self) -> None:
-        self._pending: deque[_Waiter] = deque()
+        self._leads: deque[LeadComment] = deque()
+        self._futures: deque[_Future] = deque()  # the caller of the lead at the same place
         self._ready: asyncio.Future[None] | None = None  # the reader waits for a lead
         self._after_close: int | None = None  # leads still to hand out once closed
-        self.waiters: dict[int, _Waiter] = {}
+        self.waiters: dict[int, _Future] = {}
         self._read = 0
 
     async def take(self, limit: int) -> list[LeadComment]:
@@ -61,31 +60,31 @@ class SubmitSource:
                 self._ready = None
 
     def _take_now(self, limit: int) -> list[LeadComment]:
-        pending, waiters = self._pending, self.waiters
+        pending, futures, waiters = self._leads, self._futures, self.waiters
         leads: list[LeadComment] = []
         if self._after_close is not None:
             limit = min(limit, self._after_close)
         while pending and len(leads) < limit:
-            waiter = pending.popleft()
+            lead, future = pending.popleft(), futures.popleft()
             if self._after_close is not None:
                 self._after_close -= 1
-            if not waiter.future.done():  # else the caller cancelled before it was read
-                waiters[self._read] = waiter
+            if not future.done():  # else the caller cancelled before it was read
+                waiters[self._read] = future
                 self._read += 1
-                leads.append(waiter.lead)
+                leads.append(lead)
         return leads
 
-    def put(self, waiter: _Waiter) -> None:
-        self._pending.append(waiter)
-        self._wake()
+    def put(self, lead: LeadComment, future: _Future) -> None:
+        self._leads.append(lead)
+        self._futures.append(future)
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
 
     def close(self) -> None:
         """End the iteration once the leads already queued are read."""
         if self._after_close is None:
-            self._after_close = len(self._pending)
-        self._wake()
-
-    def _wake(self) -> None:
+            self._after_close = len(self._leads)
         ready = self._ready
         if ready is not None and not ready.done():
             ready.set_result(None)
@@ -94,17 +93,18 @@ class SubmitSource:
         """Called as a chunk launches: the items whose caller still waits (the others are
         forgotten). One call per chunk, not per lead."""
         waiters = self.waiters
-        kept = [item for item in chunk if not waiters[item[0]].future.done()]
+        kept = [item for item in chunk if not waiters[item[0]].done()]
         if len(kept) < len(chunk):
             for index, _ in chunk:
-                if waiters[index].future.done():
+                if waiters[index].done():
                     del waiters[index]
         return kept
 
-    def unread(self) -> list[_Waiter]:
-        """Take the waiters the stream never read."""
-        left = list(self._pending)
-        self._pending.clear()
+    def unread(self) -> list[tuple[LeadComment, _Future]]:
+        """Take the leads the stream never read, with their callers' futures."""
+        left = list(zip(self._leads, self._futures, strict=True))
+        self._leads.clear()
+        self._futures.clear()
         if self._after_close is not None:
             self._after_close = 0
         return left
@@ -159,7 +159,7 @@ class Coalescer:
             if self._error is not None:  # the stream failed for good (credentials)
                 raise _fresh(self._error)
             future: asyncio.Future[CommentResult] = self._loop.create_future()
-            self._start().put(_Waiter(lead, future))
+            self._start().put(lead, future)
             return await future
         finally:
             self._leave()
@@ -196,14 +196,16 @@ class Coalescer:
     async def _deliver(
         self, source: SubmitSource, batches: AsyncIterator[list[CommentResult]]
     ) -> None:
-        waiters, replace = source.waiters, msgspec.structs.replace
+        waiters, set_index = source.waiters, msgspec.structs.force_setattr
         try:
             async for batch in batches:
                 for result in batch:
-                    waiter = waiters.pop(result.index)
-                    if not waiter.future.done():  # else the caller was cancelled after sending
-                        # The caller passed one lead: it is lead 0.
-                        waiter.future.set_result(replace(result, index=0))
+                    future = waiters.pop(result.index)
+                    if not future.done():  # else the caller was cancelled after sending
+                        # The caller passed one lead: it is lead 0. Set in place, as nothing
+                        # else holds this result yet (a copy per lead cost a copy per lead).
+                        set_index(result, "index", 0)
+                        future.set_result(result)
         except (AuthError, RedirectError) as exc:
             self._error = exc  # credentials or base_url will not get better: every later call too
             _fail_all(source, exc)
@@ -220,12 +222,12 @@ class Coalescer:
             return []
         await asyncio.shield(consumer)
         never_read = []
-        for waiter in source.unread():
-            if not waiter.future.done():
+        for lead, future in source.unread():
+            if not future.done():
                 result = CommentResult(
-                    index=0, lead=waiter.lead, status=CommentStatus.FAILED, error=NOT_SENT_CLOSED
+                    index=0, lead=lead, status=CommentStatus.FAILED, error=NOT_SENT_CLOSED
                 )
-                waiter.future.set_result(result)
+                future.set_result(result)
                 never_read.append(result)
         _fail_all(source, error)
         return never_read
@@ -241,7 +243,8 @@ def _fresh(exc: BaseException) -> BaseException:
 
 
 def _fail_all(source: SubmitSource, exc: BaseException) -> None:
-    for waiter in [*source.waiters.values(), *source.unread()]:
-        if not waiter.future.done():
-            waiter.future.set_exception(_fresh(exc))
+    futures = [*source.waiters.values(), *(future for _, future in source.unread())]
+    for future in futures:
+        if not future.done():
+            future.set_exception(_fresh(exc))
     source.waiters.clear()
