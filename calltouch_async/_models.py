@@ -387,8 +387,12 @@ class CommentStatus(enum.StrEnum):
 _COMMENTED: Final = CommentStatus.COMMENTED
 
 
-class CommentResult(msgspec.Struct, frozen=True, kw_only=True):
+class CommentResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The result for one lead. ``index`` is the lead's position in the caller's input."""
+
+    # gc=False: one is made per lead, and none can be part of a reference cycle (it holds the
+    # lead, ids, a status and text; nothing it holds refers back to a result), so the
+    # garbage collector need not count or walk them.
 
     index: int
     lead: LeadComment
