@@ -187,6 +187,9 @@ class _AttemptRecord:
 
     async def __aenter__(self) -> _AttemptRecord:
         telemetry = self._telemetry
+        if telemetry.budget is None:  # nothing to charge (the usual case): no awaited call
+            self._started = time.perf_counter()
+            return self
         try:
             self.refusal = await telemetry.charge()
         except CalltouchError as exc:  # a shared budget's Redis is down: nothing goes out

@@ -209,16 +209,12 @@ class Transport:
         if not self.traced:
             attempt.mark_sent()
         try:
-            return await self._post(body, attempt)
-        finally:
-            attempt.finish()
-
-    async def _post(self, body: bytes, attempt: Attempt) -> Exchange:
-        try:
             return await self._send(body, attempt)
         except BaseException as exc:
             # Only what must propagate gets here (cancellation, KeyboardInterrupt).
             raise _without_frames(exc) from None
+        finally:
+            attempt.finish()
 
     async def _send(self, body: bytes, attempt: Attempt) -> Exchange:
         upload = aiohttp.UploadTracker()  # how much of the body left, if the send fails
