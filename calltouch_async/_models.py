@@ -306,7 +306,7 @@ def holds_text(outcomes: list[LeadOutcome]) -> bool:
     """Whether any outcome carries text: an ``error``, or an id sent as a string.
 
     Nearly every answer holds numbers and nulls only, and text is all an echoing server can
-    put the token in (unless the token is all digits). One tight loop over the known fields
+    put the token in (unless the token reads as an integer). One tight loop over the known fields
     answers that at a third of the cost of looking at each outcome in general.
     """
     for outcome in outcomes:
@@ -387,12 +387,11 @@ class CommentStatus(enum.StrEnum):
 _COMMENTED: Final = CommentStatus.COMMENTED
 
 
-class CommentResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class CommentResult(msgspec.Struct, frozen=True, kw_only=True):
     """The result for one lead. ``index`` is the lead's position in the caller's input."""
 
-    # gc=False: one is made per lead, and none can be part of a reference cycle (it holds the
-    # lead, ids, a status and text; nothing it holds refers back to a result), so the
-    # garbage collector need not count or walk them.
+    # Tracked by the garbage collector (no gc=False): ``lead`` is the caller's own object,
+    # which may refer back to the result (a subclass carrying the caller's bookkeeping).
 
     index: int
     lead: LeadComment

@@ -103,3 +103,34 @@ async def test_a_hostile_answer_costs_at_most_a_few_caps_of_memory(name: str) ->
     report = json.loads(out)
     assert report["statuses"] == ["unknown"] * 3
     assert report["growth"] <= ALLOWED_GROWTH, f"{name}: peak RSS grew {report['growth']:,} B"
+
+
+async def test_a_cycle_through_a_result_is_collected() -> None:
+    # A caller's lead may carry the caller's bookkeeping, which may keep the result: the
+    # cycle job -> result -> lead -> job must not outlive them (results are GC-tracked).
+    import gc
+    import weakref
+
+    import msgspec
+    from hostile import apply_all
+
+    from calltouch_async import CalltouchClient, LeadComment
+    from conftest import SITE_ID, make_leads
+
+    class Job(dict[str, object]):
+        pass
+
+    class TaggedLead(LeadComment, kw_only=True):
+        job: dict[str, object] = msgspec.field(default_factory=dict)
+
+    base = make_leads(1)[0]
+    async with serve(apply_all) as api:
+        async with CalltouchClient(SITE_ID, "t0ken-xyz", base_url=api.url, rate_limiter=None) as c:
+            job = Job()
+            lead = TaggedLead(matching=base.matching, comment=base.comment, job=job)
+            (result,) = await c.comment([lead])
+            job["results"] = [result]
+            probe = weakref.ref(job)
+            del job, lead, result
+    gc.collect()
+    assert probe() is None
