@@ -103,7 +103,8 @@ class Scrubber:
     def __init__(self, token: str) -> None:
         self._pattern = re.compile("".join(map(_any_quoting, token))) if token else None
         self._length = len(token)
-        self.numeric = token.isdigit()  # then an id sent as a number can echo it
+        # A token an integer id can echo whole ("-42" too): then numbers are scrubbed as well.
+        self.numeric = _INTEGER.fullmatch(token) is not None
 
     def text(self, text: str) -> str:
         return self._pattern.sub("***", text) if self._pattern is not None else text
@@ -149,6 +150,9 @@ _EXCERPT_WINDOW: Final = 200
 #: The shortest token replaced inside a longer id (:meth:`Scrubber.ident`); real tokens are
 #: far longer, and a match this long inside an id is no accident.
 _EMBEDDED_MIN: Final = 8
+
+#: A token JSON could send back whole as a number (leading zeros only cost a slower check).
+_INTEGER: Final = re.compile(r"-?[0-9]+")
 
 
 _BACKSLASHES: Final = r"(?<!\\)\\++"

@@ -396,8 +396,8 @@ _Ids = TypeVar("_Ids", CallInfo, RequestInfo)
 
 def _scrub_outcomes(outcomes: list[LeadOutcome], scrubber: Scrubber) -> None:
     """Scrub every per-lead ``error`` and id, in place (an echoing server may put the token
-    there). Errors are nearly always None and ids numbers, which cannot hold a token that is
-    not all digits: then there is nothing to scrub."""
+    there). Errors are nearly always None and ids numbers, which cannot hold a token that
+    does not read as an integer: then there is nothing to scrub."""
     if not scrubber.numeric and not holds_text(outcomes):
         return
     plain = scrubber.ids_are_plain

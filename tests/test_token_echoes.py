@@ -110,6 +110,14 @@ async def test_one_echoing_id_among_plain_numbers_is_scrubbed(block: str, field:
     assert [all_ids(r)[0] for r in results[:3]] == [1, 2, 3]  # numbers are kept as sent
 
 
+async def test_a_signed_number_token_echoed_as_a_number_id_is_scrubbed() -> None:
+    # "-1234567890123" is not all digits, yet JSON can send it back whole as a number.
+    results = await echoed_ids("-1234567890123", -1234567890123)
+    assert [r.status for r in results] == [S.COMMENTED] * 2
+    assert all_ids(results[0]) == ["***"] * 5
+    assert "1234567890123" not in repr(results)
+
+
 async def test_the_cli_results_file_holds_no_token_from_ids(tmp_path: Path) -> None:
     async def answer(request: web.Request, server: Server) -> web.Response:
         return ids_answer(server, request.headers["Access-Token"])
