@@ -12,10 +12,11 @@ import contextlib
 import logging
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from hostile import Server, serve
 
 from calltouch_async import (
     AuthError,
@@ -68,25 +69,6 @@ def our_tasks() -> set[asyncio.Task[object]]:
         if "calltouch_async" in t.get_coro().cr_code.co_filename  # type: ignore[union-attr]
         and "testing" not in t.get_coro().cr_code.co_filename  # type: ignore[union-attr]
     }
-
-
-@contextlib.asynccontextmanager
-async def one_route_server(
-    handler: Callable[[web.Request], Awaitable[web.Response]],
-) -> AsyncIterator[str]:
-    """A stand-in for Calltouch that answers the comment method with ``handler`` (for
-    behaviour the emulator deliberately lacks, like echoing the token back)."""
-    app = web.Application()
-    app.router.add_post("/lead-service/v1/api/comment/lead/add", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def statuses(results: list[CommentResult]) -> Counter[str]:
@@ -443,14 +425,14 @@ async def test_waiting_for_a_free_slot_is_not_part_of_the_deadline(
 
 
 async def test_calltouch_echoing_the_token_never_reaches_the_caller() -> None:
-    async def echo_token(request: web.Request) -> web.Response:
+    async def echo_token(request: web.Request, server: Server) -> web.Response:
         message = f"bad token {request.headers['Access-Token']}"
         body = {"meta": [], "data": {"type": "apiError", "apiErrorData": {
             "errorCode": 401, "errorMessage": message}}}
         return web.json_response(body, status=401)
 
-    async with one_route_server(echo_token) as url:
-        async with CalltouchClient(SITE_ID, TOKEN, base_url=url, rate_limiter=None) as client:
+    async with serve(echo_token) as api:
+        async with CalltouchClient(SITE_ID, TOKEN, base_url=api.url, rate_limiter=None) as client:
             with pytest.raises(AuthError) as caught:
                 await client.comment(make_leads(1))
     assert TOKEN not in str(caught.value)
@@ -535,15 +517,15 @@ async def test_close_tells_sent_from_never_sent_submits(emulator: EmulatorFactor
 
 
 async def test_the_token_quoted_in_per_lead_errors_is_scrubbed() -> None:
-    async def quote_token(request: web.Request) -> web.Response:
+    async def quote_token(request: web.Request, server: Server) -> web.Response:
         token = request.headers["Access-Token"]
         body = {"meta": [], "data": {"comments": [
             {"callInfo": None, "requestInfo": None, "commented": False,
              "error": f"no lead for key {token}"}]}}
         return web.json_response(body)
 
-    async with one_route_server(quote_token) as url:
-        async with CalltouchClient(SITE_ID, TOKEN, base_url=url, rate_limiter=None) as client:
+    async with serve(quote_token) as api:
+        async with CalltouchClient(SITE_ID, TOKEN, base_url=api.url, rate_limiter=None) as client:
             results = await client.comment(make_leads(1))
     assert results[0].error == "no lead for key ***"
     assert TOKEN not in repr(results)

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
+from hostile import Server, serve
 
 from calltouch_async import CalltouchClient, CommentStatus, RetryPolicy, _dispatch, _stream
 from calltouch_async._transport import Reply
@@ -67,7 +68,7 @@ async def naming_server(
     request's size."""
     sizes: list[int] = []
 
-    async def handle(request: web.Request) -> web.Response:
+    async def handle(request: web.Request, server: Server) -> web.Response:
         comments = json.loads(await request.read())["comments"]
         sizes.append(len(comments))
         named = name(len(comments))
@@ -80,17 +81,8 @@ async def naming_server(
             "validationErrorData": {"violations": [{"fieldPath": path, "message": "evil"}]}}}
         return web.json_response(body, status=400)
 
-    app = web.Application()
-    app.router.add_post("/lead-service/v1/api/comment/lead/add", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", sizes
-    finally:
-        await runner.cleanup()
+    async with serve(handle) as api:
+        yield api.url, sizes
 
 
 def client_at(url: str) -> CalltouchClient:
