@@ -47,6 +47,16 @@ class FakeClock:
             self._deadlines.remove(deadline)
 
 
+def park_waiters(limiter: SlidingWindowLimiter) -> None:
+    """From now on a waiter's sleep never returns: it stays parked until cancelled."""
+    never = asyncio.Event()
+
+    async def stuck_sleep(_: float) -> None:
+        await never.wait()
+
+    limiter._sleep = stuck_sleep
+
+
 def window_limiter(clock: FakeClock, **kw: float) -> SlidingWindowLimiter:
     return SlidingWindowLimiter(clock=clock, sleep=clock.sleep, **kw)  # type: ignore[arg-type]
 
@@ -106,12 +116,7 @@ async def test_a_cancelled_waiter_takes_no_slot() -> None:
     clock = FakeClock()
     limiter = window_limiter(clock, margin=0.0)
     await starts(limiter, clock, 5)
-    never = asyncio.Event()
-
-    async def stuck_sleep(_: float) -> None:
-        await never.wait()
-
-    limiter._sleep = stuck_sleep  # the waiter parks until cancelled
+    park_waiters(limiter)  # the waiter parks until cancelled
     waiter = asyncio.create_task(limiter.acquire())
     await asyncio.sleep(0)
     waiter.cancel()
@@ -377,12 +382,7 @@ async def test_a_waiter_whose_loop_never_wakes_it_does_not_stall_the_others() ->
     clock = FakeClock()
     limiter = window_limiter(clock, margin=0.0)
     await starts(limiter, clock, 5)
-    never = asyncio.Event()
-
-    async def stuck_sleep(_: float) -> None:
-        await never.wait()
-
-    limiter._sleep = stuck_sleep
+    park_waiters(limiter)
     stuck = asyncio.create_task(limiter.acquire())
     await asyncio.sleep(0)
     limiter._sleep = clock.sleep
