@@ -179,7 +179,7 @@ class Transport:
     whose locals hold the request headers and so the token.
     """
 
-    __slots__ = ("_headers", "_scrubber", "_session", "traced", "url")
+    __slots__ = ("_headers", "_marks_send_time", "_scrubber", "_session", "url")
 
     def __init__(
         self, session: aiohttp.ClientSession, base_url: str, site_id: int | str, token: str
@@ -194,7 +194,7 @@ class Transport:
         }
         del token  # from here on, a failure's frames (recorded with locals) do not hold it
         self._session = session
-        self.traced = marks_send_time(session)
+        self._marks_send_time = marks_send_time(session)
 
     def __repr__(self) -> str:
         # Works on a half-built Transport: error reporters repr the locals of failed frames.
@@ -203,10 +203,11 @@ class Transport:
     async def post(self, body: bytes, attempt: Attempt) -> Exchange:
         """Send ``body`` once and classify what came back (never raises on HTTP errors).
 
-        ``attempt`` is marked sent when the headers are written; on a session without
-        :class:`SendTimeTrace`, from the start. Its permit is settled however this ends.
+        ``attempt`` is marked sent when aiohttp writes the request (:class:`SendTimeRequest`
+        or :class:`SendTimeTrace`); on a session with neither, from the start. Its permit is
+        settled however this ends.
         """
-        if not self.traced:
+        if not self._marks_send_time:
             attempt.mark_sent()
         try:
             return await self._send(body, attempt)
