@@ -191,7 +191,9 @@ class Stream:
         if self._held is not None:
             await self._run_held(self._held)
         while self._running:
-            await asyncio.wait(list(self._running))
+            done, _ = await asyncio.wait(list(self._running))
+            for task in done:  # cancelled before its first step, a run never left itself
+                self._running.pop(task, None)
 
     def _ended(self, producer: object) -> None:
         if self._cut:  # also when cancelled before it ever ran
@@ -326,9 +328,10 @@ class Stream:
             return
         task = asyncio.create_task(self._run(chunk, flight))
         self._running[task] = flight
-        task.add_done_callback(self._running.pop)
 
     async def _run(self, chunk: list[Item], flight: Flight) -> None:
+        """Send one chunk and queue its results. The run leaves ``_running`` itself as it
+        ends: a done callback would cost the loop one more step per chunk."""
         assert self._dispatcher is not None  # set by start() before anything is read
         flight.started = True
         try:
@@ -339,6 +342,10 @@ class Stream:
             if isinstance(exc, FATAL):
                 self.halt(exc)  # at once: runs waiting for a slot must not go out after it
             self.queue.put_nowait(exc)
+        finally:
+            task = asyncio.current_task()
+            assert task is not None  # a run always runs in a task (its own, or the reader's)
+            del self._running[task]
 
     async def _run_held(self, held: tuple[list[Item], Flight]) -> None:
         """``comment()``'s one chunk, run in the reading task itself (one task less)."""
@@ -350,10 +357,7 @@ class Stream:
         # dispatcher turns that into results) unless its request is on the wire.
         flight.stopping = self._stopping
         self._running[producer] = flight
-        try:
-            await self._run(chunk, flight)
-        finally:
-            del self._running[producer]
+        await self._run(chunk, flight)
 
     def _fail_chunk(self) -> None:
         chunk, self._chunk = self._chunk, []
