@@ -31,6 +31,8 @@ __all__ = ["FATAL", "BatchSource", "End", "Stream"]
 
 #: Answers after which nothing more is sent: the credentials or base_url will not get better.
 FATAL: Final = (AuthError, RedirectError)
+#: How long reading a plain iterable may keep the requests it launched from starting.
+READ_SLICE: Final = 0.001
 
 
 
@@ -207,6 +209,11 @@ class Stream:
         # comment() and comment_many() over a list, a slice at a time: a slice never holds
         # more than fills the chunk or the room left (no timer runs for a plain iterable).
         size, source, index = MAX_LEADS_PER_REQUEST, iter(leads), 0
+        loop = asyncio.get_running_loop()
+        # With a daily budget, let each launched request charge it before more is read:
+        # once it is spent, leads not yet read are left unread rather than failed.
+        each_chunk = self._stop_on_budget and self.dispatcher.telemetry.budget is not None
+        awake_since = loop.time()
         while True:
             batch: list[LeadComment] = []
             try:
@@ -222,12 +229,19 @@ class Stream:
                 return
             if len(self._chunk) == size:
                 self._launch()
-                if not self._inline and self.room > 0:  # else the wait below suspends
-                    await asyncio.sleep(0)  # a ready source never suspends: let requests go
+                # A plain iterable never suspends: let the requests launched start once
+                # reading has kept them READ_SLICE (a slow cursor), not after every chunk
+                # (a step of the event loop per request, for a list read in microseconds).
+                if not self._inline and self.room > 0 and (
+                    each_chunk or loop.time() - awake_since >= READ_SLICE
+                ):
+                    await asyncio.sleep(0)
+                    awake_since = loop.time()
                 if self._budget_spent(index - 1):
                     return
             if self.room <= 0:
                 await self._wait_for_room()
+                awake_since = loop.time()
 
     def _take_checked(self, batch: list[LeadComment], first: int) -> None:  # has invalid leads
         for index, lead in enumerate(batch, first):

@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
 from hostile import Server, serve
 
-from calltouch_async import CalltouchClient, CommentStatus, RetryPolicy, _dispatch, _stream
+from calltouch_async import (
+    CalltouchClient,
+    CommentStatus,
+    LeadComment,
+    Permit,
+    RetryPolicy,
+    SlidingWindowLimiter,
+    _dispatch,
+    _stream,
+)
 from calltouch_async._transport import Reply
 from calltouch_async.testing import Fault
 from conftest import SITE_ID, TOKEN, EmulatorFactory, client_for, make_leads
@@ -137,6 +147,42 @@ async def test_a_plain_iterable_never_lingers(emulator: EmulatorFactory) -> None
         results = [r async for r in client.comment_many(make_leads(250), linger=0.0)]
     assert len(results) == 250
     assert [rec.lead_count for rec in emu.ledger.requests] == [100, 100, 50]
+
+
+class CountingLimiter(SlidingWindowLimiter):
+    """Counts the permits asked for: a chunk's run asks as its request starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    async def acquire(self) -> Permit:
+        self.asked += 1
+        return await super().acquire()
+
+
+async def test_a_slow_plain_iterable_does_not_hold_back_the_requests_it_filled(
+    emulator: EmulatorFactory,
+) -> None:
+    # A plain iterable never suspends the stream; one that kept the first request waiting
+    # READ_SLICE lets that request start before the next lead is read.
+    leads = make_leads(300)
+    limiter = CountingLimiter()
+    asked_when_read: list[int] = []
+
+    def feed() -> Iterator[LeadComment]:
+        for i, lead in enumerate(leads):
+            if i == 99:
+                time.sleep(2 * _stream.READ_SLICE)  # blocks, as a synchronous cursor does
+            if i == 100:
+                asked_when_read.append(limiter.asked)
+            yield lead
+
+    async with emulator(calls=300) as emu, client_for(emu, rate_limiter=limiter) as client:
+        results = [r async for r in client.comment_many(feed())]
+    assert asked_when_read == [1]  # the first chunk's request had started
+    assert sorted(r.index for r in results) == list(range(300))
+    assert len(emu.ledger.requests) == 3
 
 
 async def test_await_for_lingered_send(emulator: EmulatorFactory) -> None:
