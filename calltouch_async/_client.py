@@ -359,11 +359,17 @@ class CalltouchClient:
         The result's ``index`` is 0: the one lead passed.
         """
         self._check()
-        if self._coalescer is None:
-            self._coalescer = Coalescer(
+        coalescer = self._coalescer
+        if coalescer is None:
+            coalescer = self._coalescer = Coalescer(
                 self._submit_stream, max_pending=self.max_pending, is_open=lambda: not self.closed
             )
-        return await self._coalescer.submit(lead, self._check)
+        if not coalescer.enter():  # backpressure: at most max_pending leads wait
+            await coalescer.wait_for_slot(self._check)
+        try:
+            return await coalescer.put(lead)
+        finally:
+            coalescer.leave()
 
     def _submit_stream(self, source: SubmitSource) -> AsyncGenerator[list[CommentResult], None]:
         stream = Stream(

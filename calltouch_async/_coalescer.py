@@ -118,9 +118,14 @@ StreamFactory = Callable[[SubmitSource], AsyncIterator[list[CommentResult]]]
 class Coalescer:
     """Owns the stream behind ``submit()``; started on first use, again after a failure.
 
-    At most ``max_pending`` leads wait for a result; further callers wait for room in
-    arrival order. The bound is a plain counter: a caller that finds room (nearly all)
-    creates nothing for it.
+    A caller takes a slot (:meth:`enter`, else :meth:`wait_for_slot`), puts its lead
+    (:meth:`put`), awaits the future it gets, and leaves (:meth:`leave`). The caller's own
+    coroutine does the awaiting: under a thousand concurrent callers, a coroutine of the
+    coalescer's per lead cost a frame to create, to resume and to collect.
+
+    At most ``max_pending`` leads wait for a result; further callers wait for a slot in
+    arrival order. The bound is a plain counter: a caller that finds a slot free (nearly
+    all) creates nothing for it.
     """
 
     __slots__ = (
@@ -143,41 +148,43 @@ class Coalescer:
         self._consumer: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
 
-    async def submit(self, lead: LeadComment, check: Callable[[], None]) -> CommentResult:
-        """The result of ``lead``; ``check()`` raises if the lead may no longer be taken
-        (the caller has checked before calling; it is checked again after a wait)."""
+    def enter(self) -> bool:
+        """Take a slot for one lead if one is free and nobody waits in line (nearly always);
+        else :meth:`wait_for_slot`."""
         if self._pending >= self._max_pending or self._room_waiters:
-            await self._wait_for_room()  # backpressure: at most max_pending leads wait
-            try:
-                check()  # the client may have closed since
-            except BaseException:
-                self._leave()
-                raise
-        else:
-            self._pending += 1
-        try:
-            if self._error is not None:  # the stream failed for good (credentials)
-                raise _fresh(self._error)
-            future: asyncio.Future[CommentResult] = self._loop.create_future()
-            self._start().put(lead, future)
-            return await future
-        finally:
-            self._leave()
+            return False
+        self._pending += 1
+        return True
 
-    async def _wait_for_room(self) -> None:
-        """Wait in line until a slot is handed over (counted in ``_pending`` already)."""
+    async def wait_for_slot(self, check: Callable[[], None]) -> None:
+        """Wait in line until a slot is handed over, then ``check()`` again: the client may
+        have closed meanwhile (the slot is given back if it raises)."""
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._room_waiters.append(waiter)
         try:
             await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
-                self._leave()  # handed a slot, but cancelled before it could use it
-            elif waiter in self._room_waiters:  # _leave may have dropped it already
+                self.leave()  # handed a slot, but cancelled before it could use it
+            elif waiter in self._room_waiters:  # leave() may have dropped it already
                 self._room_waiters.remove(waiter)
             raise
+        try:
+            check()
+        except BaseException:
+            self.leave()
+            raise
 
-    def _leave(self) -> None:
+    def put(self, lead: LeadComment) -> asyncio.Future[CommentResult]:
+        """Queue ``lead`` for the caller holding a slot; the future of its result. Raises
+        what the stream failed with for good (the credentials, a redirect)."""
+        if self._error is not None:
+            raise _fresh(self._error)
+        future: asyncio.Future[CommentResult] = self._loop.create_future()
+        self._start().put(lead, future)
+        return future
+
+    def leave(self) -> None:
         """A caller is done with its slot: hand it to the first in line, or free it."""
         while self._room_waiters:
             waiter = self._room_waiters.popleft()
