@@ -31,7 +31,9 @@ __all__ = ["FATAL", "BatchSource", "End", "Stream"]
 
 #: Answers after which nothing more is sent: the credentials or base_url will not get better.
 FATAL: Final = (AuthError, RedirectError)
-#: How long reading a plain iterable may keep the requests it launched from starting.
+#: Reading a plain iterable gives the event loop a turn after a full chunk once it has read
+#: for this long without one, so the requests it launched meanwhile start. (An iterable that
+#: blocks on its next item blocks the whole loop, requests included, until it returns.)
 READ_SLICE: Final = 0.001
 
 
@@ -229,9 +231,9 @@ class Stream:
                 return
             if len(self._chunk) == size:
                 self._launch()
-                # A plain iterable never suspends: let the requests launched start once
-                # reading has kept them READ_SLICE (a slow cursor), not after every chunk
-                # (a step of the event loop per request, for a list read in microseconds).
+                # A plain iterable never suspends: give the requests launched a turn once
+                # reading has taken READ_SLICE (a slow cursor), not after every chunk (a
+                # step of the event loop per request, for a list read in microseconds).
                 if not self._inline and self.room > 0 and (
                     each_chunk or loop.time() - awake_since >= READ_SLICE
                 ):
@@ -242,6 +244,8 @@ class Stream:
             if self.room <= 0:
                 await self._wait_for_room()
                 awake_since = loop.time()
+                if self._budget_spent(index - 1):  # spent while waiting: read no further
+                    return
 
     def _take_checked(self, batch: list[LeadComment], first: int) -> None:  # has invalid leads
         for index, lead in enumerate(batch, first):
@@ -278,6 +282,8 @@ class Stream:
                 return
             if self.room <= 0:
                 await self._wait_for_room()
+                if self._budget_spent(index):  # spent while waiting: take no more
+                    return
 
     def _budget_spent(self, index: int) -> bool:
         """Whether to stop reading because the daily budget is spent (checked after each
@@ -341,7 +347,8 @@ class Stream:
             self._held = (chunk, flight)  # run by the reading task once the input is read
             return
         task = asyncio.create_task(self._run(chunk, flight))
-        self._running[task] = flight
+        if not task.done():  # an eager task (Python 3.12+) may have run to its end already
+            self._running[task] = flight
 
     async def _run(self, chunk: list[Item], flight: Flight) -> None:
         """Send one chunk and queue its results. The run leaves ``_running`` itself as it
@@ -358,8 +365,8 @@ class Stream:
             self.queue.put_nowait(exc)
         finally:
             task = asyncio.current_task()
-            assert task is not None  # a run always runs in a task (its own, or the reader's)
-            del self._running[task]
+            if task is not None:  # not registered if it ended inside create_task (eager)
+                self._running.pop(task, None)
 
     async def _run_held(self, held: tuple[list[Item], Flight]) -> None:
         """``comment()``'s one chunk, run in the reading task itself (one task less)."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from collections import Counter
@@ -61,10 +62,13 @@ def assert_budget_failures(results: list[CommentResult], budget: int) -> None:
             assert f"site {SITE_ID}" in r.error and "UTC+03:00" in r.error
 
 
+@pytest.mark.parametrize("max_in_flight", [1, 10])
 async def test_1000_leads_with_a_budget_of_3_send_exactly_3_requests(
-    emulator: EmulatorFactory,
+    emulator: EmulatorFactory, max_in_flight: int
 ) -> None:
-    async with emulator(calls=1000) as emu, client_for(emu, daily_request_budget=3) as client:
+    async with emulator(calls=1000) as emu, client_for(
+        emu, daily_request_budget=3, max_in_flight=max_in_flight
+    ) as client:
         results, error = await drain(client.comment_many(make_leads(1000)))
         stats = client.stats()
     assert len(emu.ledger.requests) == 3
@@ -116,6 +120,34 @@ async def test_comment_and_submit_get_failed_once_the_budget_is_spent(
     for r in [*second, *submitted]:
         assert r.status == "failed"
         assert r.error is not None and "daily request budget of 1 requests" in r.error
+    assert len(emu.ledger.requests) == 1
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks came in Python 3.12")
+async def test_runs_refused_by_the_budget_end_cleanly_as_eager_tasks(
+    emulator: EmulatorFactory,
+) -> None:
+    """With ``asyncio.eager_task_factory`` a run refused by the spent budget never suspends:
+    it ends inside ``create_task``, before the stream could register it."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    try:
+        async with emulator(calls=300) as emu, client_for(
+            emu, daily_request_budget=1, linger=0.01
+        ) as client:
+            first = await client.comment(make_leads(10))
+            submitted = await asyncio.gather(*(client.submit(lead) for lead in make_leads(5)))
+            results, error = await drain(client.comment_many(make_leads(250, prefix="many")))
+        gc.collect()  # "Task exception was never retrieved" is reported as a task is collected
+    finally:
+        loop.set_task_factory(None)
+        loop.set_exception_handler(None)
+    assert errors == []
+    assert {r.status for r in first} == {"commented"}
+    assert {r.status for r in [*submitted, *results]} == {"failed"}
+    assert error is not None and len(results) == error.leads_read
     assert len(emu.ledger.requests) == 1
 
 

@@ -164,8 +164,8 @@ class CountingLimiter(SlidingWindowLimiter):
 async def test_a_slow_plain_iterable_does_not_hold_back_the_requests_it_filled(
     emulator: EmulatorFactory,
 ) -> None:
-    # A plain iterable never suspends the stream; one that kept the first request waiting
-    # READ_SLICE lets that request start before the next lead is read.
+    # A plain iterable never suspends the stream; once reading it has taken READ_SLICE by the
+    # time a chunk fills, that chunk's request gets a turn before the next lead is read.
     leads = make_leads(300)
     limiter = CountingLimiter()
     asked_when_read: list[int] = []
