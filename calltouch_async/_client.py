@@ -134,6 +134,8 @@ class CalltouchClient:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        if max_pending < 1:  # with no slot, every submit() would wait for ever
+            raise ValueError(f"max_pending must be at least 1, got {max_pending}")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             kind = type(session).__name__
             raise TypeError(f"session must be an aiohttp.ClientSession, got {kind}")

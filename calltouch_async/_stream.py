@@ -213,7 +213,8 @@ class Stream:
         size, source, index = MAX_LEADS_PER_REQUEST, iter(leads), 0
         loop = asyncio.get_running_loop()
         # With a daily budget, let each launched request charge it before more is read:
-        # once it is spent, leads not yet read are left unread rather than failed.
+        # once it is spent, leads not yet read are left unread rather than failed. (A
+        # budget shared in Redis is charged when Redis answers: reading stops then.)
         each_chunk = self._stop_on_budget and self.dispatcher.telemetry.budget is not None
         awake_since = loop.time()
         while True:

@@ -235,3 +235,12 @@ def test_retry_unknown_belongs_to_the_retry_policy() -> None:
 
     with pytest.raises(ValueError, match="RetryPolicy"):
         CalltouchClient(SITE_ID, TOKEN, retry=RetryPolicy(), retry_unknown=True)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"), [("max_in_flight", 0), ("timeout", 0), ("max_pending", 0)]
+)
+def test_a_bound_that_allows_nothing_is_refused_at_construction(argument: str, value: int) -> None:
+    # max_pending=0 used to be accepted, and then every submit() waited for ever.
+    with pytest.raises(ValueError, match=f"^{argument} must be"):
+        CalltouchClient(SITE_ID, TOKEN, **{argument: value})  # type: ignore[arg-type]
