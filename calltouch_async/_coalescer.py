@@ -118,14 +118,15 @@ StreamFactory = Callable[[SubmitSource], AsyncIterator[list[CommentResult]]]
 class Coalescer:
     """Owns the stream behind ``submit()``; started on first use, again after a failure.
 
-    A caller takes a slot (:meth:`enter`, else :meth:`wait_for_slot`), puts its lead
-    (:meth:`put`), awaits the future it gets, and leaves (:meth:`leave`). The caller's own
-    coroutine does the awaiting: under a thousand concurrent callers, a coroutine of the
-    coalescer's per lead cost a frame to create, to resume and to collect.
+    A caller joins with its lead (:meth:`join`, else :meth:`join_in_line`) and awaits the
+    future it gets in its own coroutine: under a thousand concurrent callers, a coroutine of
+    the coalescer's per lead cost a frame to create, to resume and to collect.
 
-    At most ``max_pending`` leads wait for a result; further callers wait for a slot in
-    arrival order. The bound is a plain counter: a caller that finds a slot free (nearly
-    all) creates nothing for it.
+    At most ``max_pending`` leads wait for a result; further callers wait in line, in
+    arrival order. A lead's slot is freed by whoever completes its future: the coalescer
+    when it sets the result (a batch at a time) or an error, the caller when its
+    cancellation cancels the future first (:meth:`abandon`). The bound is a plain counter: a
+    caller that finds a slot free (nearly all) creates nothing for it.
     """
 
     __slots__ = (
@@ -148,57 +149,69 @@ class Coalescer:
         self._consumer: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
 
-    def enter(self) -> bool:
-        """Take a slot for one lead if one is free and nobody waits in line (nearly always);
-        else :meth:`wait_for_slot`."""
+    def join(self, lead: LeadComment) -> _Future | None:
+        """Queue ``lead`` in a free slot: the future of its result. None when no slot is free
+        or callers wait in line (then :meth:`join_in_line`). Raises what the stream failed
+        with for good (the credentials, a redirect)."""
         if self._pending >= self._max_pending or self._room_waiters:
-            return False
+            return None
+        future = self._put(lead)
         self._pending += 1
-        return True
+        return future
 
-    async def wait_for_slot(self, check: Callable[[], None]) -> None:
-        """Wait in line until a slot is handed over, then ``check()`` again: the client may
-        have closed meanwhile (the slot is given back if it raises)."""
+    async def join_in_line(self, lead: LeadComment, check: Callable[[], None]) -> _Future:
+        """Wait in line until a slot is handed over, ``check()`` again (the client may have
+        closed meanwhile), then queue ``lead``: the future of its result."""
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._room_waiters.append(waiter)
         try:
             await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
-                self.leave()  # handed a slot, but cancelled before it could use it
-            elif waiter in self._room_waiters:  # leave() may have dropped it already
+                self._release(1)  # handed a slot, but cancelled before it could use it
+            elif waiter in self._room_waiters:  # _release may have dropped it already
                 self._room_waiters.remove(waiter)
             raise
-        try:
+        try:  # the slot handed over is this caller's now
             check()
+            return self._put(lead)
         except BaseException:
-            self.leave()
+            self._release(1)
             raise
 
-    def put(self, lead: LeadComment) -> asyncio.Future[CommentResult]:
-        """Queue ``lead`` for the caller holding a slot; the future of its result. Raises
-        what the stream failed with for good (the credentials, a redirect)."""
+    def abandon(self, future: _Future) -> None:
+        """The caller stopped waiting before its result came (cancelled): it is not sent if
+        not yet taken into a request, its result is dropped if it was, and its slot frees."""
+        if not future.done():
+            future.cancel()
+        if future.cancelled():  # else the coalescer completed it, and freed the slot then
+            self._release(1)
+
+    def _put(self, lead: LeadComment) -> _Future:
         if self._error is not None:
             raise _fresh(self._error)
-        future: asyncio.Future[CommentResult] = self._loop.create_future()
-        self._start().put(lead, future)
+        source = self._source
+        if source is None or self._consumer is None or self._consumer.done():
+            source = self._start()
+        future: _Future = self._loop.create_future()
+        source.put(lead, future)
         return future
 
-    def leave(self) -> None:
-        """A caller is done with its slot: hand it to the first in line, or free it."""
-        while self._room_waiters:
-            waiter = self._room_waiters.popleft()
+    def _release(self, count: int) -> None:
+        """``count`` slots are free again: hand each to the first caller in line, or free it."""
+        waiters = self._room_waiters
+        while count and waiters:
+            waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # the slot passes on: _pending is unchanged
-                return
-        self._pending -= 1
+                count -= 1
+        self._pending -= count
 
     def _start(self) -> SubmitSource:
-        """The running stream's source; a new stream if there is none or it has ended."""
-        if self._source is None or self._consumer is None or self._consumer.done():
-            self._source = source = SubmitSource()
-            self._consumer = asyncio.create_task(self._deliver(source, self._stream(source)))
-        return self._source
+        """A new stream, as there is none or it has ended."""
+        self._source = source = SubmitSource()
+        self._consumer = asyncio.create_task(self._deliver(source, self._stream(source)))
+        return source
 
     async def _deliver(
         self, source: SubmitSource, batches: AsyncIterator[list[CommentResult]]
@@ -206,6 +219,7 @@ class Coalescer:
         waiters, set_index = source.waiters, msgspec.structs.force_setattr
         try:
             async for batch in batches:
+                resolved = 0
                 for result in batch:
                     future = waiters.pop(result.index)
                     if not future.done():  # else the caller was cancelled after sending
@@ -213,12 +227,14 @@ class Coalescer:
                         # else holds this result yet (a copy per lead cost a copy per lead).
                         set_index(result, "index", 0)
                         future.set_result(result)
+                        resolved += 1
+                self._release(resolved)
         except (AuthError, RedirectError) as exc:
             self._error = exc  # credentials or base_url will not get better: every later call too
-            _fail_all(source, exc)
+            self._fail_all(source, exc)
         except Exception as exc:
             if self._is_open():  # else closing: finish() reports what is left
-                _fail_all(source, exc)  # the next submit() starts a new stream
+                self._fail_all(source, exc)  # the next submit() starts a new stream
 
     async def finish(self, error: BaseException) -> list[CommentResult]:
         """After the client closed the stream: wait for the last results; leads the stream
@@ -236,8 +252,19 @@ class Coalescer:
                 )
                 future.set_result(result)
                 never_read.append(result)
-        _fail_all(source, error)
+        self._release(len(never_read))
+        self._fail_all(source, error)
         return never_read
+
+    def _fail_all(self, source: SubmitSource, exc: BaseException) -> None:
+        futures = [*source.waiters.values(), *(future for _, future in source.unread())]
+        failed = 0
+        for future in futures:
+            if not future.done():
+                future.set_exception(_fresh(exc))
+                failed += 1
+        source.waiters.clear()
+        self._release(failed)
 
 
 def _fresh(exc: BaseException) -> BaseException:
@@ -247,11 +274,3 @@ def _fresh(exc: BaseException) -> BaseException:
     copy.__dict__.update(exc.__dict__)
     copy.args = exc.args
     return copy
-
-
-def _fail_all(source: SubmitSource, exc: BaseException) -> None:
-    futures = [*source.waiters.values(), *(future for _, future in source.unread())]
-    for future in futures:
-        if not future.done():
-            future.set_exception(_fresh(exc))
-    source.waiters.clear()
