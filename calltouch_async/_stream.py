@@ -222,12 +222,8 @@ class Stream:
             try:
                 batch.extend(islice(source, min(size - len(self._chunk), self.room)))
             finally:  # what was taken before the input failed is still read
-                if all(map(passes, batch)):  # nearly always: no Python step per lead
-                    self._chunk += enumerate(batch, index)
-                else:
-                    self._take_checked(batch, index)
+                self._take(batch, index)
                 index += len(batch)
-                self.room -= len(batch)
             if not batch:
                 return
             if len(self._chunk) == size:
@@ -248,7 +244,13 @@ class Stream:
                 if self._budget_spent(index - 1):  # spent while waiting: read no further
                     return
 
-    def _take_checked(self, batch: list[LeadComment], first: int) -> None:  # has invalid leads
+    def _take(self, batch: list[LeadComment], first: int) -> None:
+        """Add the valid leads of ``batch`` (numbered from ``first``) to the chunk in hand;
+        an invalid one gets its result at once. The batch takes its room."""
+        self.room -= len(batch)
+        if all(map(passes, batch)):  # nearly always: no Python step per lead
+            self._chunk += enumerate(batch, first)
+            return
         for index, lead in enumerate(batch, first):
             if not passes(lead) and (problems := validate_lead(lead)):
                 self.queue.put_nowait([_invalid(index, lead, describe(problems))])
@@ -256,29 +258,24 @@ class Stream:
                 self._chunk.append((index, lead))
 
     async def _read_batches(self, source: BatchSource) -> None:
-        # A batch never holds more than fills the chunk in hand or the room left, so a full
-        # chunk is always its last lead. An async iterable comes one lead a batch.
+        # A batch never holds more than fills the chunk in hand or the room left, so a chunk
+        # fills at a batch's last lead. An async iterable comes one lead a batch.
         index = -1
         size = MAX_LEADS_PER_REQUEST
         linger = self._linger
         loop = asyncio.get_running_loop()
         while leads := await source.take(min(self.room, size - len(self._chunk))):
-            for lead in leads:
-                index += 1
-                if not passes(lead) and (problems := validate_lead(lead)):
-                    self.queue.put_nowait([_invalid(index, lead, describe(problems))])
-                    continue
-                chunk = self._chunk
-                chunk.append((index, lead))
-                if len(chunk) == size:
-                    self._launch()
-                elif linger is not None:
-                    if len(chunk) == 1:
-                        self._since = loop.time()
-                        self._timer = loop.call_at(self._since + linger, self._lingered)
-                    elif not self._from_first:
-                        self._since = loop.time()  # idle linger: counts from the last lead
-            self.room -= len(leads)
+            was_empty = not self._chunk
+            self._take(leads, index + 1)
+            index += len(leads)
+            if len(self._chunk) == size:
+                self._launch()
+            elif linger is not None and self._chunk:
+                if was_empty:
+                    self._since = loop.time()
+                    self._timer = loop.call_at(self._since + linger, self._lingered)
+                elif not self._from_first:
+                    self._since = loop.time()  # idle linger: counts from the last lead
             if self._budget_spent(index):  # also for partial chunks sent by the linger
                 return
             if self.room <= 0:
