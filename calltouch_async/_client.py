@@ -315,8 +315,8 @@ class CalltouchClient:
                 f"comment() takes at most {MAX_LEADS_PER_REQUEST} leads (one request), got "
                 f"{len(leads)}; use comment_many() for any number"
             )
-        self._check()
-        # Unordered: collect() sorts the results once, at the end.
+        # Unordered: collect() sorts the results once, at the end. (Attaching the stream
+        # checks the client is open, on its loop.)
         stream = Stream(leads, max_in_flight=self.max_in_flight, inline=True)
         return await collect(stream, self._attach, self._streams.discard, self._unread_error)
 

@@ -15,8 +15,9 @@ from typing import Final
 
 from ._dispatch import Dispatcher
 from ._errors import CalltouchError
+from ._inbox import End
 from ._models import CommentResult
-from ._stream import FATAL, End, Stream
+from ._stream import FATAL, Stream
 
 __all__ = ["batches", "collect", "iterate"]
 

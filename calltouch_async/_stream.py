@@ -24,10 +24,11 @@ from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 from ._constants import MAX_LEADS_PER_REQUEST
 from ._dispatch import CLIENT_CLOSED, Dispatcher, Flight, Item, with_status
 from ._errors import AuthError, DailyBudgetExhaustedError, RedirectError
+from ._inbox import End, Inbox
 from ._models import CommentResult, CommentStatus, LeadComment
 from ._validation import describe, passes, validate_lead
 
-__all__ = ["FATAL", "BatchSource", "End", "Stream"]
+__all__ = ["FATAL", "BatchSource", "Stream"]
 
 #: Answers after which nothing more is sent: the credentials or base_url will not get better.
 FATAL: Final = (AuthError, RedirectError)
@@ -63,18 +64,6 @@ class _OneByOne:
             return [await anext(self._leads)]
         except StopAsyncIteration:
             return []
-
-
-class End:
-    """Queued last: every result is in; ``error`` is what the input failed with, if anything."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
-
-
-_QueueItem: TypeAlias = list[CommentResult] | BaseException | End
 
 
 class Stream:
@@ -131,7 +120,7 @@ class Stream:
         self._end_input = end_input
         self._stop_on_budget = stop_on_budget
         self.reorder = _Reorder() if ordered else None
-        self.queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
+        self.queue = Inbox()
         self.room = (max_in_flight + 1) * MAX_LEADS_PER_REQUEST
         self._room_waiter: asyncio.Future[None] | None = None
         self._chunk: list[Item] = []
