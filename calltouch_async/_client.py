@@ -370,9 +370,10 @@ class CalltouchClient:
             future = await coalescer.join_in_line(lead, self._check)
         try:
             return await future
-        finally:
+        except BaseException:  # an error set by the coalescer, or this caller cancelled
             if not future.done() or future.cancelled():  # cancelled before its result came
                 coalescer.abandon(future)
+            raise
 
     def _new_coalescer(self) -> Coalescer:
         self._coalescer = Coalescer(

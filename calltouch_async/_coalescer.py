@@ -53,9 +53,9 @@ class SubmitSource:
             leads = self._take_now(limit)
             if leads or self._after_close == 0:
                 return leads
-            self._ready = asyncio.get_running_loop().create_future()
+            ready = self._ready = asyncio.get_running_loop().create_future()
             try:
-                await self._ready
+                await ready
             finally:
                 self._ready = None
 
@@ -78,8 +78,10 @@ class SubmitSource:
         self._leads.append(lead)
         self._futures.append(future)
         ready = self._ready
-        if ready is not None and not ready.done():
-            ready.set_result(None)
+        if ready is not None:  # the reader waits: wake it once (not once per lead)
+            self._ready = None
+            if not ready.done():
+                ready.set_result(None)
 
     def close(self) -> None:
         """End the iteration once the leads already queued are read."""
