@@ -182,3 +182,31 @@ async def test_callers_cancelled_while_waiting_for_room_keep_no_slot(
     assert sorted(emu.ledger.text_counts()) == sorted(
         lead.comment for lead in [first, *others[2:]]
     )
+
+
+@pytest.mark.parametrize("sent", [False, True], ids=["before-sending", "after-sending"])
+async def test_a_caller_cancelled_holding_a_slot_hands_it_on(
+    emulator: EmulatorFactory, sent: bool
+) -> None:
+    # The slot is freed by whoever completes the lead's future: here the caller's own
+    # cancellation, before the coalescer could. The caller in line must get it.
+    first, second = make_leads(2)
+    async with emulator(calls=10, latency=0.2) as emu:
+        async with client_for(emu, max_pending=1, linger=0.5 if not sent else 0.01) as client:
+            holder = asyncio.create_task(client.submit(first))
+            await until(lambda: client._coalescer is not None)
+            coalescer = client._coalescer
+            assert coalescer is not None
+            if sent:
+                await until(lambda: emu.ledger.requests)  # on the wire, answer pending
+            waiting = asyncio.create_task(client.submit(second))
+            await until(lambda: len(coalescer._room_waiters) == 1)
+            holder.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await holder
+            await until(lambda: not coalescer._room_waiters)  # handed on
+            result = await asyncio.wait_for(waiting, 30)
+            assert coalescer._pending == 0 and not coalescer._room_waiters
+    assert result.status is OK and result.index == 0
+    expected = {first.comment: 1, second.comment: 1} if sent else {second.comment: 1}
+    assert emu.ledger.text_counts() == expected
