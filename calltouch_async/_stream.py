@@ -254,13 +254,13 @@ class Stream:
         linger = self._linger
         loop = asyncio.get_running_loop()
         while leads := await source.take(min(self.room, size - len(self._chunk))):
-            was_empty = not self._chunk
+            held = len(self._chunk)
             self._take(leads, index + 1)
             index += len(leads)
             if len(self._chunk) == size:
                 self._launch()
-            elif linger is not None and self._chunk:
-                if was_empty:
+            elif linger is not None and len(self._chunk) > held:  # an invalid lead is no lead
+                if not held:
                     self._since = loop.time()
                     self._timer = loop.call_at(self._since + linger, self._lingered)
                 elif not self._from_first:

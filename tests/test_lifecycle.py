@@ -138,6 +138,28 @@ async def test_a_slow_async_source_gets_its_results_after_linger(
     assert [rec.lead_count for rec in emu.ledger.requests] == [3]
 
 
+async def test_invalid_leads_do_not_hold_back_a_lingering_lead(emulator: EmulatorFactory) -> None:
+    # The idle linger counts from the last lead taken into the request: invalid leads coming
+    # faster than linger must not keep a valid one waiting for the source to pause.
+    source_done = asyncio.Event()
+
+    async def valid_then_invalid() -> AsyncIterator[LeadComment]:
+        yield make_leads(1)[0]
+        for _ in range(150):  # 3 s of invalid leads, one each 20 ms (linger is 0.1 s)
+            await asyncio.sleep(0.02)
+            yield LeadComment([CallMatch(1)], "")
+        source_done.set()
+
+    async with emulator(calls=10) as emu, client_for(emu) as client:
+        stream = client.comment_many(valid_then_invalid(), linger=0.1)
+        async with contextlib.aclosing(stream):
+            async for result in stream:
+                if result.status is S.COMMENTED:
+                    break
+    assert not source_done.is_set()  # sent while invalid leads were still coming
+    assert [rec.lead_count for rec in emu.ledger.requests] == [1]
+
+
 # ---------------------------------------------------------------------- other event loops
 
 
