@@ -192,7 +192,8 @@ async def test_a_caller_cancelled_holding_a_slot_hands_it_on(
     # cancellation, before the coalescer could. The caller in line must get it.
     first, second = make_leads(2)
     async with emulator(calls=10, latency=0.2) as emu:
-        async with client_for(emu, max_pending=1, linger=0.5 if not sent else 0.01) as client:
+        # Before sending: a linger no test run outlasts; closing the client sends what waits.
+        async with client_for(emu, max_pending=1, linger=0.01 if sent else 60) as client:
             holder = asyncio.create_task(client.submit(first))
             await until(lambda: client._coalescer is not None)
             coalescer = client._coalescer
@@ -205,8 +206,8 @@ async def test_a_caller_cancelled_holding_a_slot_hands_it_on(
             with pytest.raises(asyncio.CancelledError):
                 await holder
             await until(lambda: not coalescer._room_waiters)  # handed on
-            result = await asyncio.wait_for(waiting, 30)
-            assert coalescer._pending == 0 and not coalescer._room_waiters
+        result = await asyncio.wait_for(waiting, 30)
+        assert coalescer._pending == 0 and not coalescer._room_waiters
     assert result.status is OK and result.index == 0
     expected = {first.comment: 1, second.comment: 1} if sent else {second.comment: 1}
     assert emu.ledger.text_counts() == expected
