@@ -360,8 +360,8 @@ class CalltouchClient:
         later call; a lead already packed but never written ends ``failed`` ("not sent").
         The result's ``index`` is 0: the one lead passed.
         """
-        # _check(), inline once the client has sent: a call less per lead is 2% of the CPU
-        # submit() costs under a thousand callers.
+        # _check(), inline once the client has sent: one Python call less per lead, on the
+        # path a thousand concurrent callers take.
         if self._state is not _OPEN or self._loop is not asyncio.get_running_loop():
             self._check()  # raises, unless nothing was sent yet
         coalescer = self._coalescer or self._new_coalescer()

@@ -38,7 +38,6 @@ FATAL: Final = (AuthError, RedirectError)
 READ_SLICE: Final = 0.001
 
 
-
 @runtime_checkable
 class BatchSource(Protocol):
     """A source the stream takes leads from a batch at a time (``submit()``'s)."""
